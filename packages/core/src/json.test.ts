@@ -56,7 +56,7 @@ describe('canonical JSON', () => {
       })).value;
       fc.assert(
         fc.property(json, (v) => {
-          expect(Buffer.from(canonicalize(v, 'tuf')).toString('utf8')).toBe(tufjsCanonicalize(v).toString('utf8'));
+          expect(Buffer.from(canonicalize(v, 'tuf')).toString('utf8')).toBe(tufjsCanonicalize(v));
         }),
         { numRuns: 2000 },
       );

@@ -35,6 +35,7 @@ export class PublicKey {
   readonly keyvalUnrecognized: JsonObject;
   private keyObjectCache: KeyObject | undefined;
   private spkiCache: Buffer | undefined;
+  private fingerprintCache: string | undefined;
   private readonly keyIdCache = new Map<Dialect, string>();
 
   private constructor(init: {
@@ -132,6 +133,10 @@ export class PublicKey {
         if (!/^[0-9a-fA-F]{64}$/.test(this.public)) throw new KeyError(`${path}.keyval.public must be 64 hex characters for ed25519`);
         ko = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, fromHex(this.public)]), format: 'der', type: 'spki' });
       } else {
+        // Only a SubjectPublicKeyInfo PEM, as aktualizr (PEM_read_bio_PUBKEY) and tuf-js read it: Node would
+        // otherwise also accept a private key or a certificate here and quietly derive a public key from it.
+        if (!/^-----BEGIN PUBLIC KEY-----\r?\n/.test(this.public))
+          throw new KeyError(`${path}.keyval.public must be a PEM "PUBLIC KEY" (SubjectPublicKeyInfo)`);
         ko = createPublicKey({ key: this.public, format: 'pem' });
       }
     } catch (err) {
@@ -162,7 +167,9 @@ export class PublicKey {
 
   /** A dialect-independent fingerprint of the key material, for counting unique keys. */
   fingerprint(): string {
-    return createHash('sha256').update(this.spki()).digest('hex');
+    // Cached: threshold checks ask for it once per signature.
+    if (this.fingerprintCache === undefined) this.fingerprintCache = createHash('sha256').update(this.spki()).digest('hex');
+    return this.fingerprintCache;
   }
 
   /** The key id as the dialect computes it. */

@@ -151,20 +151,37 @@ export function decryptPrivateKey(file: JsonValue, passphrase: string): KeyObjec
   const N = expectInteger(kdf['N'], 'keyfile.kdf.N', 2);
   const r = expectInteger(kdf['r'], 'keyfile.kdf.r', 1);
   const p = expectInteger(kdf['p'], 'keyfile.kdf.p', 1);
-  if (N > 1 << 20 || r > 32 || p > 16) throw new UptaneError('BAD_KEY', 'key file scrypt parameters are out of range');
-  const salt = fromBase64(expectString(kdf['salt'], 'keyfile.kdf.salt'));
+  // scrypt needs N to be a power of two; bounds keep a hostile file from costing minutes or gigabytes.
+  if (N > 1 << 20 || (N & (N - 1)) !== 0 || r > 32 || p > 16) throw new UptaneError('BAD_KEY', 'key file scrypt parameters are out of range');
+  const salt = fromBase64(expectString(kdf['salt'], 'keyfile.kdf.salt'), 'keyfile.kdf.salt');
+  const iv = fromBase64(expectString(cipherInfo['iv'], 'keyfile.cipher.iv'), 'keyfile.cipher.iv');
+  const tag = fromBase64(expectString(cipherInfo['tag'], 'keyfile.cipher.tag'), 'keyfile.cipher.tag');
+  const ciphertext = fromBase64(expectString(obj['ciphertext'], 'keyfile.ciphertext'), 'keyfile.ciphertext');
   const pub = expectString(obj['public'], 'keyfile.public');
+  // GCM with a 12-byte iv and the full 16-byte tag, as written by encryptPrivateKey; anything else is not our file.
+  if (iv.byteLength !== 12 || tag.byteLength !== 16) throw new UptaneError('BAD_KEY', 'key file iv or tag has the wrong length');
   const kek = scryptSync(passphrase.normalize('NFC'), salt, 32, { N, r, p, maxmem: 256 * N * r + 1024 });
-  const decipher = createDecipheriv('aes-256-gcm', kek, fromBase64(expectString(cipherInfo['iv'], 'keyfile.cipher.iv')));
+  const decipher = createDecipheriv('aes-256-gcm', kek, iv);
   decipher.setAAD(Buffer.from(pub, 'utf8'));
-  decipher.setAuthTag(fromBase64(expectString(cipherInfo['tag'], 'keyfile.cipher.tag')));
+  decipher.setAuthTag(tag);
   let der: Buffer;
   try {
-    der = Buffer.concat([decipher.update(fromBase64(expectString(obj['ciphertext'], 'keyfile.ciphertext'))), decipher.final()]);
+    der = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
   } catch (err) {
     throw new UptaneError('BAD_PASSPHRASE', 'wrong passphrase, or the key file was modified', { cause: err });
   }
-  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } catch (err) {
+    throw new UptaneError('BAD_KEY', 'the key file does not hold a PKCS#8 private key', { cause: err });
+  }
+  // The clear public key is what `keys list` shows; it must be the half of the sealed private key.
+  const type = keyTypeOf(key);
+  if (PublicKey.fromKeyObject(createPublicKey(key), type === 'ecdsa-p256' ? 'tuf' : 'uptane').public !== pub) {
+    throw new UptaneError('BAD_KEY', 'the public key of the key file does not match its private key');
+  }
+  return key;
 }
 
 /** Seals arbitrary bytes with an already-derived 32-byte key (servers derive it once at start). */
@@ -179,11 +196,15 @@ export function sealBytes(key: Uint8Array, plaintext: Uint8Array, aad: string): 
 export function openBytes(key: Uint8Array, sealed: string, aad: string): Uint8Array {
   const parts = sealed.split('.');
   if (parts.length !== 4 || parts[0] !== 'v1') throw new UptaneError('BAD_KEY', 'sealed value has an unknown format');
-  const decipher = createDecipheriv('aes-256-gcm', key, fromBase64(parts[1] as string));
+  const iv = fromBase64(parts[1] as string, 'sealed.iv');
+  const tag = fromBase64(parts[2] as string, 'sealed.tag');
+  const ct = fromBase64(parts[3] as string, 'sealed.ciphertext');
+  if (iv.byteLength !== 12 || tag.byteLength !== 16) throw new UptaneError('BAD_KEY', 'sealed value has an iv or tag of the wrong length');
+  const decipher = createDecipheriv('aes-256-gcm', key, iv);
   decipher.setAAD(Buffer.from(aad, 'utf8'));
-  decipher.setAuthTag(fromBase64(parts[2] as string));
+  decipher.setAuthTag(tag);
   try {
-    return Buffer.concat([decipher.update(fromBase64(parts[3] as string)), decipher.final()]);
+    return Buffer.concat([decipher.update(ct), decipher.final()]);
   } catch (err) {
     throw new UptaneError('BAD_PASSPHRASE', 'cannot decrypt: wrong passphrase or modified data', { cause: err });
   }
