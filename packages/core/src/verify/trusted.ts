@@ -95,6 +95,7 @@ export class TrustedRepository {
 
     // The stored root is the trust anchor; it must still carry a threshold of its own keys.
     const root = parseRoot(files.root, this.dialect);
+    uniqueSignatures(root, this.ctx('root'));
     root.verify(root.signed.keys, root.signed.role('root'), this.ctx('root'));
     this.rootFile = { md: root, bytes: files.root };
     this.initialRoot = root.signed;
@@ -155,6 +156,7 @@ export class TrustedRepository {
     const trusted = this.rootFile.md.signed;
     const next = parseRoot(bytes, this.dialect);
     // R-2.3: a threshold of the trusted root's root keys…
+    uniqueSignatures(next, this.ctx('root'));
     next.verify(trusted.keys, trusted.role('root'), this.ctx('root'));
     // R-2.4: versions advance by exactly one.
     const expected = trusted.version + 1;
@@ -190,6 +192,15 @@ export class TrustedRepository {
         dropped = this.timestampFile !== undefined || this.snapshotFile !== undefined;
         this.timestampFile = undefined;
         this.snapshotFile = undefined;
+      }
+      // A snapshot key rotation is also how a repository recovers its targets from a
+      // fast-forward attack (TUF §5.3.11; uptane-standard.md §8.1 item 4: it "lets rotated
+      // repositories restart version numbers"). Without a stored snapshot, the stored targets
+      // would still block the restarted versions through G-4, so they stop being baselines too.
+      if (root.roleChanged(this.initialRoot, 'snapshot')) {
+        dropped = dropped || this.targetsFile !== undefined || this.delegatedFiles.size > 0;
+        this.targetsFile = undefined;
+        this.delegatedFiles.clear();
       }
       // Files that no longer verify with the new root's keys stop being baselines.
       const ts = this.timestampFile;
@@ -239,6 +250,7 @@ export class TrustedRepository {
     const root = this.rootFile.md.signed;
     const next = parseTimestamp(bytes, this.dialect);
     // T-2
+    uniqueSignatures(next, this.ctx('timestamp'));
     next.verify(root.keys, root.role('timestamp'), this.ctx('timestamp'));
     const trusted = this.timestampFile?.md.signed;
     let updated = true;
@@ -316,6 +328,7 @@ export class TrustedRepository {
     const next = parseSnapshot(bytes, this.dialect);
     // S-3
     const root = this.rootFile.md.signed;
+    uniqueSignatures(next, this.ctx('snapshot'));
     next.verify(root.keys, root.role('snapshot'), this.ctx('snapshot'));
     // S-2 (version)
     if (next.signed.version !== entry.version) {
@@ -452,6 +465,7 @@ export class TrustedRepository {
     }
     const next = parseTargets(bytes, this.dialect);
     // G-3
+    uniqueSignatures(next, this.ctx(role));
     next.verify(keys, roleKeys, this.ctx(role));
     // G-2
     if (next.signed.version !== entry.version) {
@@ -487,6 +501,19 @@ export class TrustedRepository {
       targets: this.targetsFile?.bytes,
       delegated,
     };
+  }
+}
+
+/**
+ * A signature list may name each key id once (TUF specification, "signatures"; aktualizr
+ * refuses it too, as NonUniqueSignatures). A repeated entry can only be an
+ * attempt to make one key count several times towards a threshold.
+ */
+function uniqueSignatures(md: Metadata<Signed>, ctx: { repository: string; role: string }): void {
+  const seen = new Set<string>();
+  for (const sig of md.signatures) {
+    if (seen.has(sig.keyid)) throw new SignatureError(`${ctx.role} lists two signatures by key ${sig.keyid}`, ctx);
+    seen.add(sig.keyid);
   }
 }
 

@@ -80,12 +80,21 @@ export async function refreshRepository(repo: TrustedRepository, source: Reposit
 
 /** Loads delegated roles for resolveDelegations through a repository and a source. */
 export function delegatedLoader(repo: TrustedRepository, source: RepositorySource) {
+  // Several roles may delegate to one role name with different keys: a file checked
+  // against one delegator proves nothing about another, so the cache is per (delegator, role).
+  const checkedPairs = new Set<string>();
   return async (role: string, delegator: string): Promise<Metadata<Targets>> => {
+    const pair = JSON.stringify([delegator, role]);
     const already = repo.checkedTargets(role);
-    if (already) return already;
-    if (repo.targetsIsCurrent(role)) return repo.keepTrustedDelegated(role, delegator);
-    const req = repo.targetsRequest(role);
-    return repo.updateDelegatedTargets(await source.targets(role, req.version, req.maxBytes), role, delegator);
+    if (already && checkedPairs.has(pair)) return already;
+    let md: Metadata<Targets>;
+    if (repo.targetsIsCurrent(role)) md = repo.keepTrustedDelegated(role, delegator);
+    else {
+      const req = repo.targetsRequest(role);
+      md = repo.updateDelegatedTargets(await source.targets(role, req.version, req.maxBytes), role, delegator);
+    }
+    checkedPairs.add(pair);
+    return md;
   };
 }
 
