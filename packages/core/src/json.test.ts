@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { canonicalize as tufjsCanonicalize } from '@tufjs/canonical-json';
-import { canonicalString, canonicalize, compareCodePoints, parseJson, type JsonValue } from './json.js';
+import { canonicalString, canonicalize, cloneStrictJson, compareCodePoints, parseJson, serializeJson, type JsonValue } from './json.js';
 import { JsonError } from './errors.js';
 
 describe('canonical JSON', () => {
@@ -83,6 +83,26 @@ describe('canonical JSON', () => {
     });
   });
 
+  describe('serializeJson (what repositories serve)', () => {
+    it('is the canonical form in uptane, and in tuf equals OLPC except that controls are escaped, so it is always JSON', () => {
+      fc.assert(
+        fc.property(fc.jsonValue({ noUnicodeString: false }), (v) => {
+          fc.pre(!containsFloat(v));
+          expect(serializeJson(v, 'uptane')).toEqual(canonicalize(v, 'uptane'));
+          const tuf = serializeJson(v, 'tuf');
+          expect(parseJson(tuf)).toEqual(normalizeZero(v));
+          if (!hasControlChar(v)) expect(Buffer.from(tuf).equals(Buffer.from(canonicalize(v, 'tuf')))).toBe(true);
+        }),
+        { numRuns: 500 },
+      );
+    });
+
+    it('escapes a PEM key the JSON way in tuf', () => {
+      expect(Buffer.from(serializeJson({ public: '-----BEGIN\nX\n' }, 'tuf')).toString()).toBe('{"public":"-----BEGIN\\nX\\n"}');
+      expect(() => serializeJson(['\ud800'], 'tuf')).toThrow(JsonError);
+    });
+  });
+
   it('compareCodePoints agrees with comparing UTF-8 bytes', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'grapheme' }), (a, b) => {
@@ -149,6 +169,27 @@ describe('parseJson (strict)', () => {
 
   it('allows floats only when asked', () => {
     expect(parseJson('[1.5]', { integersOnly: false })).toEqual([1.5]);
+  });
+});
+
+describe('cloneStrictJson', () => {
+  it('copies JSON values deeply, keeping "__proto__" keys as data', () => {
+    const input = parseJson('{"a":[1,{"b":null}],"__proto__":{"x":true}}');
+    const copy = cloneStrictJson(input);
+    expect(copy).toEqual(input);
+    expect((copy as Record<string, JsonValue>)['a']).not.toBe((input as Record<string, JsonValue>)['a']);
+    expect(Object.keys(copy as object)).toEqual(['a', '__proto__']);
+  });
+
+  it('refuses what our parser would never produce', () => {
+    const arrayProto = {};
+    Object.setPrototypeOf(arrayProto, []);
+    for (const bad of [1.5, -0, 2 ** 53, undefined, () => 1, new Date(0), 10n, '\ud800', { k: new Map() }, arrayProto, Symbol('s')]) {
+      expect(() => cloneStrictJson(bad), String(typeof bad)).toThrow(JsonError);
+    }
+    let deep: unknown = 1;
+    for (let i = 0; i < 70; i++) deep = [deep];
+    expect(() => cloneStrictJson(deep)).toThrow(JsonError);
   });
 });
 

@@ -359,6 +359,51 @@ function isDigit(c: number): boolean {
 }
 
 /**
+ * A deep copy of a value that must be JSON as our parser would produce it:
+ * plain objects (any `__proto__` key kept as data), arrays, well-formed
+ * strings, safe integers, booleans and null. Parsers given an in-memory value
+ * use it so that the model and the signed bytes come from one private copy the
+ * caller cannot change afterwards.
+ */
+export function cloneStrictJson(value: unknown, options: { maxDepth?: number } = {}): JsonValue {
+  return strictCopy(value, 0, options.maxDepth ?? 64);
+}
+
+function strictCopy(value: unknown, depth: number, maxDepth: number): JsonValue {
+  switch (typeof value) {
+    case 'string':
+      if (hasLoneSurrogate(value)) throw new JsonError('lone surrogate in string');
+      return value;
+    case 'number':
+      if (!Number.isSafeInteger(value) || Object.is(value, -0)) throw new JsonError(`only safe integers are allowed, got ${String(value)}`);
+      return value;
+    case 'boolean':
+      return value;
+    case 'object': {
+      if (value === null) return null;
+      if (depth >= maxDepth) throw new JsonError(`nesting deeper than ${maxDepth}`);
+      if (Array.isArray(value)) {
+        if (Object.getPrototypeOf(value) !== Array.prototype) throw new JsonError('not a plain JSON array');
+        const out: JsonValue[] = new Array<JsonValue>(value.length);
+        for (let i = 0; i < value.length; i++) out[i] = strictCopy(value[i], depth + 1, maxDepth);
+        return out;
+      }
+      if (!isPlainObject(value)) throw new JsonError('not a plain JSON object');
+      const out: JsonObject = {};
+      for (const k of Object.keys(value)) {
+        if (hasLoneSurrogate(k)) throw new JsonError('lone surrogate in key');
+        const v = strictCopy((value as Record<string, unknown>)[k], depth + 1, maxDepth);
+        if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+        else out[k] = v;
+      }
+      return out;
+    }
+    default:
+      throw new JsonError(`a value of type ${typeof value} is not JSON`);
+  }
+}
+
+/**
  * The two canonical forms (device-api.md §2.9):
  * - `tuf`: OLPC canonical JSON as securesystemslib and @tufjs/canonical-json
  *   produce it: keys sorted by UTF-16 code units, only `"` and `\` escaped,
@@ -381,6 +426,19 @@ export function canonicalize(value: unknown, form: CanonicalForm): Uint8Array {
   return Buffer.from(text, 'utf8');
 }
 
+/**
+ * Deterministic JSON that is always valid JSON, for the bytes a repository
+ * serves (and that snapshot/timestamp hashes cover). In the uptane form this is
+ * the canonical form itself (jsoncpp escapes controls). OLPC canonical JSON,
+ * though, writes control characters raw, so a TUF document holding a PEM key
+ * (with newlines) would not be JSON at all; the tuf form here keeps OLPC's key
+ * order and compactness but escapes strings the way JSON.stringify does. For
+ * documents without control characters both tuf outputs are byte-identical.
+ */
+export function serializeJson(value: unknown, form: CanonicalForm): Uint8Array {
+  return Buffer.from(form === 'tuf' ? tufValue(value, 0, true) : uptaneValue(value, 0), 'utf8');
+}
+
 const MAX_CANONICAL_DEPTH = 128;
 
 function checkNumber(n: number): string {
@@ -394,10 +452,10 @@ function badValue(value: unknown): never {
   throw new JsonError(`canonical JSON cannot encode a value of type ${typeof value}`);
 }
 
-function tufValue(value: unknown, depth: number): string {
+function tufValue(value: unknown, depth: number, escapeControls = false): string {
   switch (typeof value) {
     case 'string':
-      return tufString(value);
+      return escapeControls ? jsonString(value) : tufString(value);
     case 'number':
       return checkNumber(value);
     case 'boolean':
@@ -409,7 +467,7 @@ function tufValue(value: unknown, depth: number): string {
         let out = '[';
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ',';
-          out += tufValue(value[i], depth + 1);
+          out += tufValue(value[i], depth + 1, escapeControls);
         }
         return out + ']';
       }
@@ -419,7 +477,7 @@ function tufValue(value: unknown, depth: number): string {
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i] as string;
         if (i > 0) out += ',';
-        out += tufString(k) + ':' + tufValue((value as Record<string, unknown>)[k], depth + 1);
+        out += (escapeControls ? jsonString(k) : tufString(k)) + ':' + tufValue((value as Record<string, unknown>)[k], depth + 1, escapeControls);
       }
       return out + '}';
     }
@@ -432,6 +490,26 @@ const TUF_ESCAPE = /["\\]/;
 function tufString(s: string): string {
   if (!TUF_ESCAPE.test(s)) return '"' + s + '"';
   return '"' + s.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+}
+
+// eslint-disable-next-line no-control-regex
+const JSON_NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+function jsonString(s: string): string {
+  if (!JSON_NEEDS_ESCAPE.test(s)) return '"' + s + '"';
+  if (hasLoneSurrogate(s)) throw new JsonError('lone surrogate in string');
+  return JSON.stringify(s);
+}
+
+function hasLoneSurrogate(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c > 0xdbff) return true;
+    const low = s.charCodeAt(i + 1);
+    if (!(low >= 0xdc00 && low <= 0xdfff)) return true;
+    i++;
+  }
+  return false;
 }
 
 function uptaneValue(value: unknown, depth: number): string {

@@ -18,7 +18,7 @@ import { fromBase64, toBase64 } from '../encoding.js';
 import type { PublicKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { formatExpires } from '../time.js';
-import { expectArray, expectInteger, expectObject, expectString, pathKey } from '../metadata/guard.js';
+import { expectArray, expectInteger, expectObject, expectString, pathKey, setOwn } from '../metadata/guard.js';
 import type { InstalledImage } from '../verify/uptane.js';
 
 /** What aktualizr reports before anything was installed. */
@@ -156,7 +156,7 @@ export function parseEcuVersionReport(value: JsonValue | undefined, path = 'repo
   const length = expectInteger(fileinfo['length'], `${sp}.installed_image.fileinfo.length`, 0);
   const hashesObj = expectObject(fileinfo['hashes'], `${sp}.installed_image.fileinfo.hashes`);
   const hashes: Record<string, string> = {};
-  for (const k of Object.keys(hashesObj)) hashes[k] = expectString(hashesObj[k], pathKey(`${sp}.installed_image.fileinfo.hashes`, k));
+  for (const k of Object.keys(hashesObj)) setOwn(hashes, k, expectString(hashesObj[k], pathKey(`${sp}.installed_image.fileinfo.hashes`, k)));
   if (hashes['sha256'] === undefined || !SHA256_RE.test(hashes['sha256'])) {
     throw new ManifestError(`${sp}.installed_image.fileinfo.hashes.sha256 must be 64 hex characters`, { path: `${sp}.installed_image.fileinfo.hashes.sha256` });
   }
@@ -304,7 +304,7 @@ export interface VehicleManifest {
 
 export async function buildVehicleManifest(input: VehicleManifestInput, primarySigner: Signer): Promise<SignedDocument> {
   const reports: JsonObject = {};
-  for (const [serial, doc] of input.reports) reports[serial] = { signatures: doc.signatures.map((s) => ({ ...s })), signed: doc.signed };
+  for (const [serial, doc] of input.reports) setOwn(reports, serial, { signatures: doc.signatures.map((s) => ({ ...s })), signed: doc.signed });
   const signed: JsonObject = { primary_ecu_serial: input.primaryEcuSerial, ecu_version_manifests: reports };
   if (input.vehicleId !== undefined) signed['vin'] = input.vehicleId;
   if (input.installationReport !== undefined) signed['installation_report'] = installationReportToJSON(input.installationReport);

@@ -11,7 +11,7 @@
  * was received; the model is built from that same object.
  */
 import { FormatError, SignatureError } from '../errors.js';
-import { canonicalize, parseJson, type JsonObject, type JsonValue } from '../json.js';
+import { canonicalize, cloneStrictJson, parseJson, serializeJson, type JsonObject, type JsonValue } from '../json.js';
 import { fromBase64, fromHex, toBase64, toHex } from '../encoding.js';
 import { parseExpires } from '../time.js';
 import type { Dialect, PublicKey } from '../crypto/keys.js';
@@ -118,6 +118,8 @@ export interface Signature {
   /** Signature method (uptane dialect). */
   readonly method?: string;
   readonly unrecognized?: JsonObject;
+  /** `sig` exactly as read (upper-case hex, say), written back when it still encodes `value`. */
+  readonly sigText?: string;
 }
 
 export function parseSignatures(v: JsonValue | undefined, dialect: Dialect): Signature[] {
@@ -129,17 +131,31 @@ export function parseSignatures(v: JsonValue | undefined, dialect: Dialect): Sig
     const sig = expectString(o['sig'], `${path}.sig`);
     if (dialect === 'uptane') {
       const method = expectString(o['method'], `${path}.method`);
-      return { keyid, method, value: fromBase64(sig, `${path}.sig`), unrecognized: pickUnrecognized(o, ['keyid', 'sig', 'method']) };
+      return { keyid, method, value: fromBase64(sig, `${path}.sig`), unrecognized: pickUnrecognized(o, ['keyid', 'sig', 'method']), sigText: sig };
     }
-    const sigObj: Signature = { keyid, value: fromHex(sig, `${path}.sig`), unrecognized: pickUnrecognized(o, ['keyid', 'sig', 'method']) };
+    const sigObj: Signature = { keyid, value: fromHex(sig, `${path}.sig`), unrecognized: pickUnrecognized(o, ['keyid', 'sig', 'method']), sigText: sig };
     return o['method'] === undefined ? sigObj : { ...sigObj, method: expectString(o['method'], `${path}.method`) };
   });
 }
 
 export function signatureToJSON(s: Signature, dialect: Dialect): JsonObject {
-  const out: JsonObject = { ...(s.unrecognized ?? {}), keyid: s.keyid, sig: dialect === 'uptane' ? toBase64(s.value) : toHex(s.value) };
+  const encoded = dialect === 'uptane' ? toBase64(s.value) : toHex(s.value);
+  // Keep the spelling we read unless the bytes were replaced since (e.g. `{ ...sig, value }`).
+  const sig = s.sigText !== undefined && sameEncoding(s.sigText, encoded, dialect) ? s.sigText : encoded;
+  const out: JsonObject = { ...(s.unrecognized ?? {}), keyid: s.keyid, sig };
   if (s.method !== undefined) out['method'] = s.method;
   return out;
+}
+
+function sameEncoding(text: string, canonical: string, dialect: Dialect): boolean {
+  if (text === canonical) return true;
+  if (dialect === 'tuf') return text.toLowerCase() === canonical;
+  // Base64 with non-zero padding bits decodes to the same bytes; compare by decoding.
+  try {
+    return toBase64(fromBase64(text)) === canonical;
+  } catch {
+    return false;
+  }
 }
 
 /** Keys and threshold that must sign a role. */
@@ -185,7 +201,8 @@ export function verifyThreshold(
 
 /** Reads bytes or text as strict JSON and returns the envelope's parts. */
 export function parseEnvelope(input: Uint8Array | string | JsonValue): { signed: JsonObject; signatures: JsonValue } {
-  const doc = typeof input === 'string' || input instanceof Uint8Array ? parseJson(input) : input;
+  // An in-memory value is copied (and checked to be JSON) so the caller cannot change what was verified afterwards.
+  const doc = typeof input === 'string' || input instanceof Uint8Array ? parseJson(input) : cloneStrictJson(input);
   const env = expectObject(doc, 'metadata');
   for (const k of Object.keys(env)) {
     if (k !== 'signed' && k !== 'signatures') throw new FormatError(`unexpected top-level field ${JSON.stringify(k)}`, { path: k });
@@ -227,7 +244,8 @@ export class Metadata<T extends Signed> {
    * measure (device-api.md §2.9: snapshot/timestamp hashes cover exactly these).
    */
   toBytes(): Uint8Array {
-    if (!this.bytesCache) this.bytesCache = canonicalize(this.toJSON(), this.dialect);
+    // Canonical (uptane) or canonical-ordered with JSON escapes (tuf): OLPC output is not JSON when a string holds a newline.
+    if (!this.bytesCache) this.bytesCache = serializeJson(this.toJSON(), this.dialect);
     return this.bytesCache;
   }
 

@@ -64,6 +64,12 @@ export function pickUnrecognized(obj: JsonObject, known: readonly string[]): Jso
   return out;
 }
 
+/** Sets an own property, even one named `__proto__` (a plain assignment would replace the prototype and lose the entry). */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
+}
+
 export function hasOwn(obj: object, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(obj, key);
 }

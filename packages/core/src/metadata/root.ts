@@ -14,7 +14,7 @@ import {
   type RoleType,
   type SignedCommon,
 } from './base.js';
-import { expectBoolean, expectInteger, expectObject, expectStringArray, pickUnrecognized, pathKey, cloneJson } from './guard.js';
+import { expectBoolean, expectInteger, expectObject, expectStringArray, pickUnrecognized, pathKey, cloneJson, setOwn } from './guard.js';
 
 /** aktualizr refuses thresholds above 1000; so do we, in both dialects. */
 export const MAX_THRESHOLD = 1000;
@@ -85,9 +85,20 @@ export class Root extends Signed {
       .filter((k): k is PublicKey => k !== undefined);
   }
 
-  /** Whether the keys or threshold of a role differ between two roots (R-4). */
+  /**
+   * Whether the keys or threshold of a role differ between two roots (R-4).
+   * Compares key material too: a TUF key id is a name, and a new root may bind
+   * the same id to another key.
+   */
   roleChanged(other: Root, name: RoleType): boolean {
-    return !this.role(name).sameAs(other.role(name));
+    if (!this.role(name).sameAs(other.role(name))) return true;
+    const material = (root: Root): string =>
+      root
+        .role(name)
+        .keyids.map((id) => root.keys.get(id)?.fingerprint() ?? `missing:${id}`)
+        .sort()
+        .join(',');
+    return material(this) !== material(other);
   }
 
   static fromJSON(obj: JsonObject, dialect: Dialect): Root {
@@ -120,9 +131,9 @@ export class Root extends Signed {
   toJSON(dialect: Dialect): JsonObject {
     const out = this.commonJSON(dialect);
     const keys: JsonObject = {};
-    for (const [id, k] of this.keys) keys[id] = k.toJSON();
+    for (const [id, k] of this.keys) setOwn(keys, id, k.toJSON());
     const roles: JsonObject = {};
-    for (const [name, r] of this.roles) roles[name] = r.toJSON();
+    for (const [name, r] of this.roles) setOwn(roles, name, r.toJSON());
     out['keys'] = keys;
     out['roles'] = roles;
     if (this.consistentSnapshot !== undefined) out['consistent_snapshot'] = this.consistentSnapshot;

@@ -4,7 +4,7 @@ import type { JsonObject, JsonValue } from '../json.js';
 import { isHex } from '../encoding.js';
 import type { Dialect } from '../crypto/keys.js';
 import { Metadata, Signed, parseCommon, parseEnvelope, parseSignatures, COMMON_FIELDS, type SignedCommon } from './base.js';
-import { cloneJson, expectInteger, expectObject, expectString, pathKey, pickUnrecognized } from './guard.js';
+import { cloneJson, expectInteger, expectObject, expectString, pathKey, pickUnrecognized, setOwn } from './guard.js';
 import { computeHashes, firstHashMismatch } from '../crypto/hash.js';
 
 /** What one metadata file says about another: version, and optionally length and hashes. */
@@ -30,7 +30,7 @@ export class MetaFile {
       for (const k of keys) {
         const d = expectString(h[k], pathKey(`${path}.hashes`, k));
         if (d.length === 0 || !isHex(d)) throw new FormatError(`${pathKey(`${path}.hashes`, k)} must be a hex digest`, { path: pathKey(`${path}.hashes`, k) });
-        hashes[k] = d;
+        setOwn(hashes, k, d);
       }
     }
     return new MetaFile(version, length, hashes, pickUnrecognized(o, ['version', 'length', 'hashes']));
@@ -39,7 +39,7 @@ export class MetaFile {
   toJSON(): JsonObject {
     const out: JsonObject = { ...cloneJson(this.unrecognized), version: this.version };
     if (this.length !== undefined) out['length'] = this.length;
-    if (this.hashes !== undefined) out['hashes'] = { ...this.hashes };
+    if (this.hashes !== undefined) out['hashes'] = cloneJson(this.hashes as JsonObject);
     return out;
   }
 
@@ -71,7 +71,7 @@ function parseMeta(v: JsonValue | undefined, path: string): Map<string, MetaFile
 
 function metaToJSON(meta: ReadonlyMap<string, MetaFile>): JsonObject {
   const out: JsonObject = {};
-  for (const [k, m] of meta) out[k] = m.toJSON();
+  for (const [k, m] of meta) setOwn(out, k, m.toJSON());
   return out;
 }
 

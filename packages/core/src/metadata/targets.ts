@@ -25,6 +25,7 @@ import {
   expectStringArray,
   pathKey,
   pickUnrecognized,
+  setOwn,
 } from './guard.js';
 import { MAX_THRESHOLD } from './root.js';
 
@@ -38,7 +39,7 @@ function parseHashes(v: JsonValue | undefined, path: string): Record<string, str
   for (const k of keys) {
     const h = expectString(o[k], pathKey(path, k));
     if (h.length === 0 || !isHex(h)) throw new FormatError(`${pathKey(path, k)} must be a hex digest`, { path: pathKey(path, k) });
-    out[k] = h;
+    setOwn(out, k, h);
   }
   return out;
 }
@@ -71,7 +72,7 @@ export class TargetFile {
   }
 
   toJSON(): JsonObject {
-    const out: JsonObject = { ...cloneJson(this.unrecognized), length: this.length, hashes: { ...this.hashes } };
+    const out: JsonObject = { ...cloneJson(this.unrecognized), length: this.length, hashes: cloneJson(this.hashes as JsonObject) };
     if (this.custom !== undefined) out['custom'] = cloneJson(this.custom);
     return out;
   }
@@ -158,6 +159,8 @@ export interface DelegatedRoleName {
   readonly name: string;
   readonly keyids: readonly string[];
   readonly threshold: number;
+  /** Unknown fields of a role in a multi-role delegation (kept for lossless round trips). */
+  readonly unrecognized?: JsonObject;
 }
 
 /**
@@ -177,6 +180,8 @@ export class Delegation {
     /** Multi-role form on the wire (a `roles` list) rather than a single `name`. */
     readonly multiRole: boolean,
     readonly unrecognized: JsonObject = {},
+    /** False when the wire omitted `terminating` (uptane dialect), so it is written back omitted. */
+    readonly terminatingOnWire: boolean = true,
   ) {}
 
   /** Name of the single role of an ordinary delegation. */
@@ -186,7 +191,8 @@ export class Delegation {
 
   static fromJSON(v: JsonValue | undefined, path: string, dialect: Dialect): Delegation {
     const o = expectObject(v, path);
-    const terminating = o['terminating'] === undefined && dialect === 'uptane' ? false : expectBoolean(o['terminating'], `${path}.terminating`);
+    const omitted = o['terminating'] === undefined && dialect === 'uptane';
+    const terminating = omitted ? false : expectBoolean(o['terminating'], `${path}.terminating`);
     let paths: string[] | undefined;
     let prefixes: string[] | undefined;
     if (o['paths'] !== undefined) paths = [...expectStringArray(o['paths'], `${path}.paths`)];
@@ -203,19 +209,40 @@ export class Delegation {
       if (new Set(roles.map((r) => r.name)).size !== roles.length) throw new FormatError(`${path}.roles names a role twice`, { path: `${path}.roles` });
       const min = expectInteger(o['min_roles_in_agreement'], `${path}.min_roles_in_agreement`, 1);
       if (min > roles.length) throw new FormatError(`${path}.min_roles_in_agreement exceeds the number of roles`, { path: `${path}.min_roles_in_agreement` });
-      return new Delegation(roles, min, paths, prefixes, terminating, hardwareIds, true, pickUnrecognized(o, [...known, 'roles', 'min_roles_in_agreement']));
+      return new Delegation(
+        roles,
+        min,
+        paths,
+        prefixes,
+        terminating,
+        hardwareIds,
+        true,
+        pickUnrecognized(o, [...known, 'roles', 'min_roles_in_agreement']),
+        !omitted,
+      );
     }
-    const role = parseRoleName(o, path, dialect);
-    return new Delegation([role], 1, paths, prefixes, terminating, hardwareIds, false, pickUnrecognized(o, [...known, 'name', 'keyids', 'threshold']));
+    const { unrecognized: _ignored, ...role } = parseRoleName(o, path, dialect);
+    return new Delegation(
+      [role],
+      1,
+      paths,
+      prefixes,
+      terminating,
+      hardwareIds,
+      false,
+      pickUnrecognized(o, [...known, 'name', 'keyids', 'threshold']),
+      !omitted,
+    );
   }
 
   toJSON(): JsonObject {
-    const out: JsonObject = { ...cloneJson(this.unrecognized), terminating: this.terminating };
+    const out: JsonObject = { ...cloneJson(this.unrecognized) };
+    if (this.terminating || this.terminatingOnWire) out['terminating'] = this.terminating;
     if (this.paths !== undefined) out['paths'] = [...this.paths];
     if (this.pathHashPrefixes !== undefined) out['path_hash_prefixes'] = [...this.pathHashPrefixes];
     if (this.hardwareIds !== undefined) out['hardwareIds'] = [...this.hardwareIds];
     if (this.multiRole) {
-      out['roles'] = this.roles.map((r) => ({ name: r.name, keyids: [...r.keyids], threshold: r.threshold }));
+      out['roles'] = this.roles.map((r) => ({ ...cloneJson(r.unrecognized ?? {}), name: r.name, keyids: [...r.keyids], threshold: r.threshold }));
       out['min_roles_in_agreement'] = this.minRolesInAgreement;
     } else {
       const r = this.roles[0] as DelegatedRoleName;
@@ -238,7 +265,7 @@ function parseRoleName(v: JsonValue | undefined, path: string, dialect: Dialect)
   if (dialect === 'uptane') keyids.forEach((k, i) => checkKeyId(k, `${path}.keyids[${i}]`));
   const threshold = expectInteger(o['threshold'], `${path}.threshold`, 1);
   if (threshold > MAX_THRESHOLD) throw new FormatError(`${path}.threshold must be at most ${MAX_THRESHOLD}`, { path: `${path}.threshold` });
-  return { name, keyids, threshold };
+  return { name, keyids, threshold, unrecognized: pickUnrecognized(o, ['name', 'keyids', 'threshold']) };
 }
 
 /** TUF succinct hash-bin delegations (TAP 15). */
@@ -331,7 +358,7 @@ export class Delegations {
 
   toJSON(): JsonObject {
     const keys: JsonObject = {};
-    for (const [id, k] of this.keys) keys[id] = k.toJSON();
+    for (const [id, k] of this.keys) setOwn(keys, id, k.toJSON());
     const out: JsonObject = { ...cloneJson(this.unrecognized), keys };
     if (this.roles !== undefined) out['roles'] = this.roles.map((r) => r.toJSON());
     if (this.succinctRoles !== undefined) out['succinct_roles'] = this.succinctRoles.toJSON();
@@ -425,7 +452,7 @@ export class Targets extends Signed {
   toJSON(dialect: Dialect): JsonObject {
     const out = this.commonJSON(dialect);
     const targets: JsonObject = {};
-    for (const [name, t] of this.targets) targets[name] = t.toJSON();
+    for (const [name, t] of this.targets) setOwn(targets, name, t.toJSON());
     out['targets'] = targets;
     if (this.delegations !== undefined) out['delegations'] = this.delegations.toJSON();
     if (this.custom !== undefined) out['custom'] = cloneJson(this.custom);
