@@ -444,7 +444,7 @@ export class SecondaryServer {
   private readonly limits: MessageLimits;
   private readonly allowExtensions: boolean;
   private readonly host: string;
-  private port: number;
+  private listenPort: number;
   private readonly maxConnections: number;
   private readonly idleTimeoutMs: number;
   private readonly messageTimeoutMs: number;
@@ -460,7 +460,7 @@ export class SecondaryServer {
     this.limits = messageLimits(options.limits);
     this.allowExtensions = options.allowExtensions ?? true;
     this.host = options.host ?? '0.0.0.0';
-    this.port = options.port ?? 0;
+    this.listenPort = options.port ?? 0;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS;
@@ -477,6 +477,11 @@ export class SecondaryServer {
     return this.connections.size;
   }
 
+  /** The port it listens on, or will listen on (0 until one is picked). */
+  get port(): number {
+    return this.listenPort;
+  }
+
   async listen(): Promise<Endpoint> {
     if (this.server) throw new IpUptaneError('BAD_ARGUMENT', 'server is already listening');
     if (this.closing) throw new IpUptaneError('BAD_ARGUMENT', 'server is closed');
@@ -485,13 +490,13 @@ export class SecondaryServer {
     server.on('error', (err) => this.report(err, undefined));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.port, this.host, () => {
+      server.listen(this.listenPort, this.host, () => {
         server.off('error', reject);
         resolve();
       });
     });
     this.server = server;
-    this.port = this.address!.port;
+    this.listenPort = this.address!.port;
     return this.address!;
   }
 
@@ -505,12 +510,12 @@ export class SecondaryServer {
    */
   async announceToPrimary(primary: Endpoint, options: { connectTimeoutMs?: number } = {}): Promise<boolean> {
     if (this.server) throw new IpUptaneError('BAD_ARGUMENT', 'announceToPrimary must be called before listen()');
-    if (this.port === 0) this.port = await reservePort(this.host);
+    if (this.listenPort === 0) this.listenPort = await reservePort(this.host);
     let socket: Socket;
     try {
       socket = await connectSocket(primary, {
         timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-        localPort: this.port,
+        localPort: this.listenPort,
         ...(isWildcard(this.host) ? {} : { localAddress: this.host }),
         allowHalfOpen: true,
       });
