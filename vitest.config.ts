@@ -5,12 +5,11 @@ import { defineConfig } from 'vitest/config';
 // spawn real processes use the built `dist/` that `npm test` makes first.
 export default defineConfig({
   resolve: {
-    conditions: ['@uptide/source', 'module', 'node', 'import', 'default'],
+    conditions: ['@uptide/source', 'node'],
   },
   ssr: {
     resolve: {
-      conditions: ['@uptide/source', 'module', 'node', 'import', 'default'],
-      externalConditions: ['@uptide/source'],
+      conditions: ['@uptide/source', 'node'],
     },
   },
   test: {

@@ -1,0 +1,482 @@
+/**
+ * The Director repository (uptane-standard.md §7, the Standard's §5.3.2):
+ * the inventory of ECUs and their keys, per-device Targets/Snapshot/Timestamp
+ * signed online and cached, and the processing of signed vehicle manifests.
+ */
+import { createHash } from 'node:crypto';
+import type { PublicKey } from '@uptide/core';
+import {
+  MetaFile,
+  PublicKeyCache,
+  Snapshot,
+  TargetFile,
+  Targets,
+  Timestamp,
+  UptaneError,
+  canonicalize,
+  parseVehicleManifest,
+  verifySignedDocument,
+  type Dialect,
+  type JsonObject,
+  type VehicleManifest,
+} from '@uptide/core';
+import type { Storage, Store, EcuRow, AssignmentRow } from '../storage/store.js';
+import type { TufRepos } from '../keys/tuf-repo.js';
+import { ApiError, badRequest, conflict, notFound } from '../errors.js';
+
+const REPO = 'director' as const;
+
+export interface ServedFile {
+  readonly bytes: Uint8Array;
+  readonly checksum: string;
+  readonly version: number;
+}
+
+export interface EcuRegistration {
+  readonly serial: string;
+  readonly hardwareId: string;
+  readonly key: PublicKey;
+  readonly keyJson: JsonObject;
+}
+
+export type RegistrationOutcome = 'created' | 'unchanged' | 'replaced';
+
+function sha256Hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+const SERIAL_RE = /^[\x21-\x7e]{1,64}$/;
+
+/** A manifest the Director refuses: a 4xx answer, and a security event when it looks like an attack. */
+export class ManifestRefused extends ApiError {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    readonly securityRelevant: boolean,
+    readonly ecuSerial?: string,
+  ) {
+    super(status, code, message);
+  }
+}
+
+/** Parses aktualizr's ECU registration body (device-api.md §1.4.2), strictly. */
+export function parseEcuRegistration(body: unknown, keyCache: PublicKeyCache): { primary: string; ecus: EcuRegistration[] } {
+  const o = body as Record<string, unknown> | null;
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw badRequest('invalid_request', 'the body must be a JSON object');
+  const primary = o['primary_ecu_serial'];
+  if (typeof primary !== 'string' || !SERIAL_RE.test(primary))
+    throw badRequest('invalid_ecu_serial', 'primary_ecu_serial must be 1-64 printable ASCII characters');
+  const list = o['ecus'];
+  if (!Array.isArray(list) || list.length === 0 || list.length > 64) throw badRequest('invalid_request', 'ecus must be a list of 1 to 64 ECUs');
+  const ecus: EcuRegistration[] = [];
+  const seen = new Set<string>();
+  list.forEach((e, i) => {
+    const eo = e as Record<string, unknown> | null;
+    if (!eo || typeof eo !== 'object') throw badRequest('invalid_request', `ecus[${i}] must be an object`);
+    const serial = eo['ecu_serial'];
+    const hw = eo['hardware_identifier'];
+    if (typeof serial !== 'string' || !SERIAL_RE.test(serial))
+      throw badRequest('invalid_ecu_serial', `ecus[${i}].ecu_serial must be 1-64 printable ASCII characters`);
+    if (typeof hw !== 'string' || hw.length === 0 || hw.length > 200 || !/^[\x21-\x7e]+$/.test(hw)) {
+      throw badRequest('invalid_hardware_id', `ecus[${i}].hardware_identifier must be 1-200 printable ASCII characters`);
+    }
+    if (seen.has(serial)) throw badRequest('duplicate_ecu', `ECU ${serial} is listed twice`);
+    seen.add(serial);
+    let key: PublicKey;
+    try {
+      key = keyCache.get(eo['clientKey'] as JsonObject, 'uptane');
+    } catch (err) {
+      throw badRequest('invalid_key', `ecus[${i}].clientKey: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    ecus.push({ serial, hardwareId: hw, key, keyJson: key.toJSON() });
+  });
+  if (!seen.has(primary)) throw badRequest('invalid_request', 'primary_ecu_serial must be one of the ecus');
+  return { primary, ecus };
+}
+
+export class Director {
+  readonly keyCache = new PublicKeyCache();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly repos: TufRepos,
+    private readonly clock: () => Date,
+    /** How far in the future a reported verified time may be before it is implausible. */
+    private readonly maxClockSkewMs = 24 * 3600 * 1000,
+  ) {}
+
+  private async dialect(store: Store, namespace: string, lock = false): Promise<Dialect> {
+    const row = await store.getRepository(namespace, REPO, lock);
+    if (!row) throw notFound('repository_not_found', `namespace ${namespace} has no Director repository`);
+    return row.dialect as Dialect;
+  }
+
+  async create(store: Store, namespace: string, dialect: Dialect = 'uptane'): Promise<void> {
+    await this.repos.initRepository(store, namespace, REPO, dialect, this.clock());
+  }
+
+  async root(namespace: string, version?: number): Promise<Uint8Array | undefined> {
+    const s = this.storage.store;
+    if (version === undefined) return (await s.latestRoot(namespace, REPO))?.bytes;
+    return s.getRoot(namespace, REPO, version);
+  }
+
+  // --- ECU registration -----------------------------------------------------------------
+
+  /**
+   * Registers the ECUs of a device. The same set again is a no-op (aktualizr
+   * repeats it); a different set is an ECU replacement: recorded, the old ECUs'
+   * active assignments cancelled, and the Director metadata regenerated.
+   */
+  async registerEcus(namespace: string, deviceId: string, body: unknown): Promise<RegistrationOutcome> {
+    const { primary, ecus } = parseEcuRegistration(body, this.keyCache);
+    const now = this.clock().getTime();
+    return this.storage.transaction(async (store) => {
+      const device = await store.getDevice(namespace, deviceId, true);
+      if (!device) throw notFound('device_not_found', `device ${deviceId} is not registered`);
+      const existing = await store.listEcus(namespace, deviceId);
+      const describe = (list: Array<{ serial: string; hardwareId: string; keyId: string; primary: boolean }>) =>
+        JSON.stringify([...list].sort((a, b) => (a.serial < b.serial ? -1 : 1)));
+      const before = describe(existing.map((e) => ({ serial: e.serial, hardwareId: e.hardware_id, keyId: e.key_id, primary: e.is_primary === 1 })));
+      const after = describe(ecus.map((e) => ({ serial: e.serial, hardwareId: e.hardwareId, keyId: e.key.keyId('uptane'), primary: e.serial === primary })));
+      if (existing.length > 0 && before === after) return 'unchanged';
+      const kept = new Map(existing.map((e) => [e.serial, e]));
+      if (existing.length > 0) {
+        await store.insertEcuReplacement(namespace, deviceId, before, after, now);
+        for (const a of await store.activeAssignments(namespace, deviceId)) {
+          const ecu = ecus.find((e) => e.serial === a.ecu_serial);
+          const old = kept.get(a.ecu_serial);
+          if (!ecu || !old || ecu.hardwareId !== old.hardware_id) {
+            await store.setAssignmentStatus(a.id, 'cancelled', now, { code: 'ECU_REPLACED', description: 'the ECU was replaced or removed' });
+          }
+        }
+        await store.deleteEcus(namespace, deviceId);
+      }
+      for (const e of ecus) {
+        const old = kept.get(e.serial);
+        const sameKey = old !== undefined && old.key_id === e.key.keyId('uptane');
+        await store.insertEcu({
+          namespace,
+          device_id: deviceId,
+          serial: e.serial,
+          hardware_id: e.hardwareId,
+          is_primary: e.serial === primary ? 1 : 0,
+          public_key_json: JSON.stringify(e.keyJson),
+          key_id: e.key.keyId('uptane'),
+          // A new key restarts replay protection for that ECU; the same key keeps it.
+          report_counter: sameKey ? old.report_counter : null,
+          last_nonce: sameKey ? old.last_nonce : null,
+          last_report_sha256: sameKey ? old.last_report_sha256 : null,
+          installed_filename: old?.installed_filename ?? null,
+          installed_length: old?.installed_length ?? null,
+          installed_hashes_json: old?.installed_hashes_json ?? null,
+          installed_at: old?.installed_at ?? null,
+          created_at: old?.created_at ?? now,
+        });
+      }
+      await store.updateDevice(namespace, deviceId, { primary_ecu_serial: primary, activated_at: device.activated_at ?? now, last_seen_at: now });
+      await store.markOutdated(namespace, REPO, deviceId);
+      return existing.length === 0 ? 'created' : 'replaced';
+    });
+  }
+
+  // --- per-device metadata ------------------------------------------------------------------
+
+  /**
+   * The device's Director targets, snapshot or timestamp. The cached signed
+   * bytes are served as they are unless an assignment or key changed, or they
+   * near expiry; then all three are regenerated once, in a transaction.
+   */
+  async metadata(namespace: string, deviceId: string, role: 'targets' | 'snapshot' | 'timestamp'): Promise<ServedFile> {
+    const now = this.clock();
+    const row = await this.storage.store.getRoleMetadata(namespace, REPO, deviceId, role);
+    if (row && row.outdated === 0 && !this.repos.needsRefresh(REPO, role, row.expires_at, now)) {
+      return { bytes: row.bytes, checksum: row.checksum, version: row.version };
+    }
+    return this.storage.transaction(async (store) => {
+      const device = await store.getDevice(namespace, deviceId, true);
+      if (!device) throw notFound('device_not_found', `device ${deviceId} is not registered`);
+      const rows = await store.listRoleMetadata(namespace, REPO, deviceId);
+      const byRole = new Map(rows.map((r) => [r.role, r]));
+      const stale = (['targets', 'snapshot', 'timestamp'] as const).some((r) => {
+        const x = byRole.get(r);
+        return !x || x.outdated === 1 || this.repos.needsRefresh(REPO, r, x.expires_at, now);
+      });
+      if (stale) await this.generate(store, namespace, deviceId, now);
+      const fresh = (await store.getRoleMetadata(namespace, REPO, deviceId, role)) as NonNullable<typeof row>;
+      return { bytes: fresh.bytes, checksum: fresh.checksum, version: fresh.version };
+    });
+  }
+
+  /** Builds and signs the device's targets (from its active assignments), snapshot and timestamp. */
+  private async generate(store: Store, namespace: string, deviceId: string, now: Date): Promise<void> {
+    const dialect = await this.dialect(store, namespace);
+    const root = await this.repos.currentRoot(store, namespace, REPO, dialect);
+    const assignments = await store.activeAssignments(namespace, deviceId);
+    const targets = new Map<string, TargetFile>();
+    for (const a of assignments) {
+      const prev = targets.get(a.filename);
+      const ecuIds: JsonObject = { ...((prev?.custom?.['ecuIdentifiers'] as JsonObject | undefined) ?? {}), [a.ecu_serial]: { hardwareId: a.hardware_id } };
+      const custom: JsonObject = { ecuIdentifiers: ecuIds, uri: a.uri };
+      if (a.release_counter !== null) custom['releaseCounter'] = a.release_counter;
+      targets.set(a.filename, new TargetFile(a.filename, a.length, JSON.parse(a.hashes_json) as Record<string, string>, custom));
+    }
+    const custom: JsonObject = { vehicleId: deviceId };
+    const first = assignments[0];
+    if (first) custom['correlationId'] = first.correlation_id;
+    const versions = new Map((await store.listRoleMetadata(namespace, REPO, deviceId)).map((r) => [r.role, r.version]));
+    const t = now.getTime();
+    const tSigned = new Targets({ version: (versions.get('targets') ?? 0) + 1, expires: this.repos.expires(REPO, 'targets', now), targets, custom });
+    const tBytes = (await this.repos.sign(store, namespace, REPO, 'targets', tSigned, root.signed, dialect)).toBytes();
+    const snapshot = new Snapshot({
+      version: (versions.get('snapshot') ?? 0) + 1,
+      expires: this.repos.expires(REPO, 'snapshot', now),
+      meta: new Map([['targets.json', MetaFile.describe(tSigned.version, tBytes)]]),
+    });
+    const sBytes = (await this.repos.sign(store, namespace, REPO, 'snapshot', snapshot, root.signed, dialect)).toBytes();
+    const timestamp = new Timestamp({
+      version: (versions.get('timestamp') ?? 0) + 1,
+      expires: this.repos.expires(REPO, 'timestamp', now),
+      snapshot: MetaFile.describe(snapshot.version, sBytes),
+    });
+    const tsBytes = (await this.repos.sign(store, namespace, REPO, 'timestamp', timestamp, root.signed, dialect)).toBytes();
+    for (const [role, bytes, version, expiresAt] of [
+      ['targets', tBytes, tSigned.version, tSigned.expiresAt],
+      ['snapshot', sBytes, snapshot.version, snapshot.expiresAt],
+      ['timestamp', tsBytes, timestamp.version, timestamp.expiresAt],
+    ] as const) {
+      await store.putRoleMetadata({
+        namespace,
+        repo: REPO,
+        owner: deviceId,
+        role,
+        version,
+        bytes,
+        checksum: sha256Hex(bytes),
+        expires_at: expiresAt,
+        outdated: 0,
+        updated_at: t,
+      });
+    }
+    // The device may now see these assignments: from here on they are in flight and can no longer be cancelled.
+    for (const a of assignments) if (a.status === 'assigned') await store.setAssignmentStatus(a.id, 'in_flight', t);
+  }
+
+  // --- manifests ------------------------------------------------------------------------------
+
+  /**
+   * Processes a signed vehicle version manifest (§5.3.2.1): every check first,
+   * then one transaction applies the reports. A refused manifest changes no
+   * device state; it is answered with a 4xx and, when it looks like an attack,
+   * recorded as a security event.
+   */
+  async processManifest(namespace: string, deviceId: string, body: Uint8Array): Promise<void> {
+    let manifest: VehicleManifest;
+    try {
+      manifest = parseVehicleManifest(body);
+    } catch (err) {
+      if (err instanceof UptaneError) throw new ManifestRefused(400, 'invalid_manifest', err.message, false);
+      throw err;
+    }
+    try {
+      await this.storage.transaction((store) => this.applyManifest(store, namespace, deviceId, manifest));
+    } catch (err) {
+      if (err instanceof ManifestRefused && err.securityRelevant) {
+        await this.storage.store.insertSecurityEvent({
+          namespace,
+          device_id: deviceId,
+          ecu_serial: err.ecuSerial ?? null,
+          source: 'refused',
+          code: err.code,
+          message: err.message,
+          repository: null,
+          role: 'manifest',
+          created_at: this.clock().getTime(),
+        });
+      }
+      throw err;
+    }
+  }
+
+  private async applyManifest(store: Store, namespace: string, deviceId: string, m: VehicleManifest): Promise<void> {
+    const now = this.clock().getTime();
+    const device = await store.getDevice(namespace, deviceId, true);
+    if (!device) throw new ManifestRefused(404, 'device_not_found', `device ${deviceId} is not registered`, false);
+    const ecus = await store.listEcus(namespace, deviceId);
+    if (ecus.length === 0) throw new ManifestRefused(409, 'ecus_not_registered', 'register the ECUs (POST /director/ecus) before sending a manifest', false);
+    const bySerial = new Map(ecus.map((e) => [e.serial, e]));
+    const primary = ecus.find((e) => e.is_primary === 1) as EcuRow;
+    if (m.primaryEcuSerial !== primary.serial) {
+      throw new ManifestRefused(
+        400,
+        'primary_mismatch',
+        `the manifest names primary ECU ${m.primaryEcuSerial}; the registered primary is ${primary.serial}`,
+        true,
+      );
+    }
+    if (m.vehicleId !== undefined && m.vehicleId !== deviceId) {
+      throw new ManifestRefused(400, 'vehicle_mismatch', `the manifest is for vehicle ${m.vehicleId}, not ${deviceId}`, true);
+    }
+    // The Primary's signature, with the registered Primary key.
+    if (!verifySignedDocument(m.document, this.keyOf(primary))) {
+      throw new ManifestRefused(400, 'invalid_signature', 'the manifest is not signed by the registered key of the primary ECU', true, primary.serial);
+    }
+    // Each ECU's report, with that ECU's key; every ECU of the inventory present.
+    for (const [serial, report] of m.reports) {
+      const ecu = bySerial.get(serial);
+      if (!ecu)
+        throw new ManifestRefused(400, 'unknown_ecu', `the manifest carries a report of ECU ${serial}, which is not registered for this device`, true, serial);
+      if (!verifySignedDocument(report.document, this.keyOf(ecu))) {
+        throw new ManifestRefused(400, 'invalid_signature', `the report of ECU ${serial} is not signed by its registered key`, true, serial);
+      }
+    }
+    for (const e of ecus) {
+      if (!m.reports.has(e.serial))
+        throw new ManifestRefused(400, 'missing_ecu_report', `the manifest has no version report of ECU ${e.serial}`, true, e.serial);
+    }
+    // Replay: counters only grow; a nonce is never reused; times are plausible. A report identical to the
+    // last accepted one (a Primary resending a Secondary's cached report, or a manifest resent after a lost
+    // answer) is stale, not an attack: it is skipped.
+    const fresh = new Set<string>();
+    for (const [serial, report] of m.reports) {
+      const ecu = bySerial.get(serial) as EcuRow;
+      const digest = sha256Hex(canonicalize(report.document.signed, 'uptane'));
+      if (ecu.last_report_sha256 === digest) continue;
+      if (report.counter === undefined) {
+        if (ecu.report_counter !== null) {
+          throw new ManifestRefused(400, 'missing_report_counter', `ECU ${serial} sent report counters before and none now`, true, serial);
+        }
+      } else if (ecu.report_counter !== null && report.counter <= ecu.report_counter) {
+        throw new ManifestRefused(
+          409,
+          'replayed_report',
+          `ECU ${serial} report counter ${report.counter} is not above ${ecu.report_counter}: a replayed report`,
+          true,
+          serial,
+        );
+      }
+      if (report.nonce !== undefined && report.nonce === ecu.last_nonce) {
+        throw new ManifestRefused(409, 'replayed_report', `ECU ${serial} reused a nonce: a replayed report`, true, serial);
+      }
+      if (report.timeserverTime !== undefined) {
+        const t = Date.parse(report.timeserverTime);
+        if (Number.isNaN(t) || t > now + this.maxClockSkewMs) {
+          throw new ManifestRefused(
+            400,
+            'implausible_time',
+            `ECU ${serial} reports a verified time of ${report.timeserverTime}, after the server's time`,
+            true,
+            serial,
+          );
+        }
+      }
+      fresh.add(serial);
+    }
+    if (!fresh.has(primary.serial)) {
+      // The whole manifest was seen already: acknowledge it again, change nothing.
+      await store.updateDevice(namespace, deviceId, { last_seen_at: now });
+      return;
+    }
+    // Apply: installed images, counters, reported attacks.
+    for (const [serial, report] of m.reports) {
+      if (!fresh.has(serial)) continue;
+      const img = report.installedImage;
+      await store.updateEcu(namespace, deviceId, serial, {
+        report_counter: report.counter ?? null,
+        last_nonce: report.nonce ?? null,
+        last_report_sha256: sha256Hex(canonicalize(report.document.signed, 'uptane')),
+        installed_filename: img.filename,
+        installed_length: img.length,
+        installed_hashes_json: JSON.stringify(img.hashes),
+        installed_at: now,
+      });
+      for (const a of report.attacks) {
+        await store.insertSecurityEvent({
+          namespace,
+          device_id: deviceId,
+          ecu_serial: serial,
+          source: 'reported',
+          code: a.code,
+          message: a.message.slice(0, 2000),
+          repository: a.repository ?? null,
+          role: a.role ?? null,
+          created_at: now,
+        });
+      }
+    }
+    const ir = m.installationReport;
+    if (ir) {
+      await store.insertInstallationReport({
+        namespace,
+        device_id: deviceId,
+        correlation_id: ir.correlationId,
+        success: ir.result.success ? 1 : 0,
+        code: ir.result.code,
+        description: ir.result.description.slice(0, 4000),
+        raw_report: ir.rawReport.slice(0, 16_000),
+        items_json: JSON.stringify(ir.items),
+        received_at: now,
+      });
+    }
+    // Assignments: completed when the ECU reports the assigned image (filename and sha256), whatever
+    // the report says; failed when an installation report for it says so and nothing was satisfied.
+    const active = await store.activeAssignments(namespace, deviceId);
+    let changed = false;
+    const satisfied = new Set<string>();
+    for (const a of active) {
+      const report = m.reports.get(a.ecu_serial);
+      if (report && this.reportsAssignedImage(report.installedImage, a)) {
+        const item = ir?.items.find((i) => i.ecu === a.ecu_serial);
+        await store.setAssignmentStatus(a.id, 'completed', now, { code: item?.result.code ?? 'OK', description: item?.result.description ?? '' });
+        satisfied.add(a.id);
+        changed = true;
+      }
+    }
+    if (ir && !ir.result.success) {
+      for (const a of active) {
+        if (satisfied.has(a.id) || a.correlation_id !== ir.correlationId) continue;
+        const item = ir.items.find((i) => i.ecu === a.ecu_serial);
+        if (item && item.result.success) continue;
+        const result = item?.result ?? ir.result;
+        await store.setAssignmentStatus(a.id, 'failed', now, { code: result.code, description: result.description.slice(0, 4000) });
+        changed = true;
+      }
+    }
+    if (changed) await store.markOutdated(namespace, REPO, deviceId);
+    await store.updateDevice(namespace, deviceId, { last_seen_at: now, activated_at: device.activated_at ?? now });
+  }
+
+  private reportsAssignedImage(img: { filename: string; hashes: Readonly<Record<string, string>>; length: number }, a: AssignmentRow): boolean {
+    const want = (JSON.parse(a.hashes_json) as Record<string, string>)['sha256'];
+    return img.filename === a.filename && want !== undefined && (img.hashes['sha256'] ?? '').toLowerCase() === want.toLowerCase();
+  }
+
+  private keyOf(ecu: EcuRow): PublicKey {
+    return this.keyCache.get(JSON.parse(ecu.public_key_json) as JsonObject, 'uptane');
+  }
+
+  // --- root and keys -----------------------------------------------------------------------
+
+  /** Accepts a new Director root; targets, snapshot and timestamp must stay online. Every device's metadata is regenerated. */
+  async pushRoot(namespace: string, body: Uint8Array): Promise<{ version: number }> {
+    const now = this.clock();
+    return this.storage.transaction(async (store) => {
+      const dialect = await this.dialect(store, namespace, true);
+      const root = await this.repos.acceptRoot(store, namespace, REPO, dialect, body, ['targets', 'snapshot', 'timestamp'], now);
+      await store.db.updateTable('role_metadata').set({ outdated: 1 }).where('namespace', '=', namespace).where('repo', '=', REPO).execute();
+      return { version: root.signed.version };
+    });
+  }
+
+  async refreshRoot(namespace: string): Promise<void> {
+    const now = this.clock();
+    await this.storage.transaction(async (store) => {
+      const dialect = await this.dialect(store, namespace, true);
+      const root = await store.latestRoot(namespace, REPO);
+      if (root && this.repos.needsRefresh(REPO, 'root', root.expires_at, now)) await this.repos.resignRoot(store, namespace, REPO, dialect, now);
+    });
+  }
+}
+
+export { conflict };

@@ -1,0 +1,127 @@
+/**
+ * What the admin API and the device gateway share: strict JSON bodies, the
+ * `{code, message}` error shape, byte-exact metadata replies with ETags, and
+ * Range requests for image downloads.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import type { JsonError } from '@uptide/core';
+import { parseJson } from '@uptide/core';
+import { toHttpError } from '../errors.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The exact bytes of a JSON body (metadata and manifests are checked over what was sent). */
+    rawBody?: Buffer;
+  }
+}
+
+/**
+ * Registers a JSON parser that refuses duplicate keys, lone surrogates, deep
+ * nesting and unsafe integers (A19) and keeps the raw bytes.
+ */
+export function strictJsonBodies(app: FastifyInstance): void {
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(/^application\/(?:[\w.+-]+\+)?json$/, { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    request.rawBody = body;
+    if (body.length === 0) {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, parseJson(body, { integersOnly: false, maxDepth: 64 }));
+    } catch (err) {
+      const e = err as JsonError;
+      done(Object.assign(new Error(`malformed JSON body: ${e.message}`), { statusCode: 400, code: 'malformed_json' }), undefined);
+    }
+  });
+}
+
+/** The one error handler: 4xx for the caller's mistakes with a code, opaque 500 for ours (logged). */
+export function errorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, headers, internal } = toHttpError(err);
+    if (internal) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: body.code, status }, body.message);
+    void reply.code(status).headers(headers).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+  });
+}
+
+/** Sends exact bytes with an ETag; answers 304 when the client already has them. */
+export function sendBytes(request: FastifyRequest, reply: FastifyReply, bytes: Uint8Array, checksum: string, contentType = 'application/json'): FastifyReply {
+  const etag = `"${checksum}"`;
+  const inm = request.headers['if-none-match'];
+  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
+    return reply.code(304).header('etag', etag).send();
+  }
+  return reply
+    .code(200)
+    .header('content-type', contentType)
+    .header('etag', etag)
+    .header('cache-control', 'no-cache')
+    .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+export interface RangeResult {
+  readonly status: 200 | 206 | 416;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Parses a single `Range: bytes=a-b` (also `a-` and `-n`); anything else is served whole. */
+export function parseRange(header: string | undefined, size: number): RangeResult {
+  if (!header) return { status: 200, start: 0, end: size - 1 };
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return { status: 200, start: 0, end: size - 1 };
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (!Number.isSafeInteger(start) || start >= size || end < start) return { status: 416, start: 0, end: size - 1 };
+  return { status: 206, start, end };
+}
+
+/** Streams a blob honouring Range (206, 416) and HEAD. */
+export function sendRanged(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  size: number,
+  open: (range?: { start: number; end: number }) => Readable,
+  etag?: string,
+): FastifyReply {
+  reply.header('accept-ranges', 'bytes');
+  if (etag) reply.header('etag', `"${etag}"`);
+  reply.header('content-type', 'application/octet-stream');
+  const rangeHeader = typeof request.headers.range === 'string' ? request.headers.range : undefined;
+  // A conditional range for another version of the file is served whole.
+  const ifRange = request.headers['if-range'];
+  const r =
+    size === 0
+      ? ({ status: 200, start: 0, end: -1 } as RangeResult)
+      : parseRange(typeof ifRange === 'string' && etag && ifRange !== `"${etag}"` ? undefined : rangeHeader, size);
+  if (r.status === 416)
+    return reply
+      .code(416)
+      .header('content-range', `bytes */${size}`)
+      .send({ code: 'range_not_satisfiable', message: `the file has ${size} bytes` });
+  const length = r.end - r.start + 1;
+  reply.header('content-length', String(Math.max(0, length)));
+  if (r.status === 206) reply.code(206).header('content-range', `bytes ${r.start}-${r.end}/${size}`);
+  else reply.code(200);
+  if (request.method === 'HEAD' || length <= 0) return reply.send();
+  return reply.send(open(r.status === 206 ? { start: r.start, end: r.end } : undefined));
+}
+
+/** Async iterable over a request body stream, for streaming uploads. */
+export function bodyStream(request: FastifyRequest): AsyncIterable<Uint8Array> {
+  return request.raw as unknown as AsyncIterable<Uint8Array>;
+}

@@ -1,0 +1,734 @@
+/**
+ * The storage layer: small repositories per concept over one Kysely executor.
+ * No logic lives here: services decide, repositories read and write rows.
+ *
+ * `Storage.transaction` runs a function with a Store bound to one transaction;
+ * every multi-row change of a service goes through it. `lock` options take a
+ * row lock on PostgreSQL (SELECT … FOR UPDATE) so that concurrent instances
+ * serialize on the row; SQLite transactions are serialized already.
+ */
+import { sql, type Expression, type Insertable, type Kysely, type Selectable, type SqlBool, type Transaction, type Updateable } from 'kysely';
+import type { Database, SqlDialect } from './database.js';
+import type {
+  AssignmentTable,
+  DB,
+  DeviceCredentialTable,
+  DeviceTable,
+  EcuTable,
+  EventTable,
+  KeyTable,
+  RoleMetadataTable,
+  TargetTable,
+  UploadTable,
+  UpdateTable,
+  GroupTable,
+  ApiTokenTable,
+  InstallationReportTable,
+  SecurityEventTable,
+  RepositoryTable,
+} from './schema.js';
+
+type Executor = Kysely<DB> | Transaction<DB>;
+
+export type DeviceRow = Selectable<DeviceTable>;
+export type EcuRow = Selectable<EcuTable>;
+export type KeyRow = Selectable<KeyTable>;
+export type RoleMetadataRow = Selectable<RoleMetadataTable>;
+export type TargetRow = Selectable<TargetTable>;
+export type UploadRow = Selectable<UploadTable>;
+export type AssignmentRow = Selectable<AssignmentTable>;
+export type UpdateRow = Selectable<UpdateTable>;
+export type GroupRow = Selectable<GroupTable>;
+export type EventRow = Selectable<EventTable>;
+export type CredentialRow = Selectable<DeviceCredentialTable>;
+export type TokenRow = Selectable<ApiTokenTable>;
+export type InstallationReportRow = Selectable<InstallationReportTable>;
+export type SecurityEventRow = Selectable<SecurityEventTable>;
+export type RepositoryRow = Selectable<RepositoryTable>;
+
+/** Rows come back with Buffers for bytes; normalise to Uint8Array views without copying. */
+function bytesOf<T extends { bytes: Uint8Array }>(row: T): T {
+  return row;
+}
+
+export class Store {
+  constructor(
+    readonly db: Executor,
+    readonly dialect: SqlDialect,
+  ) {}
+
+  /** Row lock helper: FOR UPDATE on PostgreSQL, nothing on SQLite (whose transactions are serialized). */
+  private forUpdate<Q extends { forUpdate(): Q }>(q: Q, lock: boolean | undefined): Q {
+    return lock && this.dialect === 'postgres' ? q.forUpdate() : q;
+  }
+
+  /** Case-sensitive substring match, without LIKE wildcards (portable: instr on SQLite, strpos on PostgreSQL). */
+  private contains(column: string, needle: string): Expression<SqlBool> {
+    const fn = this.dialect === 'postgres' ? 'strpos' : 'instr';
+    return sql<SqlBool>`${sql.raw(fn)}(${sql.ref(column)}, ${needle}) > 0`;
+  }
+
+  // --- namespaces, settings, tokens ---------------------------------------------------
+
+  async createNamespace(name: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .insertInto('namespaces')
+      .values({ name, created_at: now })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
+  async namespaceExists(name: string): Promise<boolean> {
+    return (await this.db.selectFrom('namespaces').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
+  }
+
+  async listNamespaces(): Promise<Array<{ name: string; created_at: number }>> {
+    return this.db.selectFrom('namespaces').selectAll().orderBy('name').execute();
+  }
+
+  async getSetting(key: string): Promise<string | undefined> {
+    return (await this.db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst())?.value;
+  }
+
+  /** Inserts a setting unless present; returns the value that is stored afterwards (first writer wins). */
+  async initSetting(key: string, value: string): Promise<string> {
+    await this.db
+      .insertInto('settings')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    return (await this.getSetting(key)) as string;
+  }
+
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.db
+      .insertInto('settings')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
+  }
+
+  async listSettings(prefix: string): Promise<Array<{ key: string; value: string }>> {
+    const rows = await this.db.selectFrom('settings').selectAll().execute();
+    return rows.filter((r) => r.key.startsWith(prefix));
+  }
+
+  async insertToken(row: Insertable<ApiTokenTable>): Promise<void> {
+    await this.db.insertInto('api_tokens').values(row).execute();
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRow | undefined> {
+    return this.db.selectFrom('api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+  }
+
+  async listTokens(namespace: string): Promise<TokenRow[]> {
+    return this.db.selectFrom('api_tokens').selectAll().where('namespace', '=', namespace).orderBy('created_at').execute();
+  }
+
+  async revokeToken(namespace: string, id: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('api_tokens')
+      .set({ revoked_at: now })
+      .where('namespace', '=', namespace)
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async touchToken(id: string, now: number): Promise<void> {
+    await this.db.updateTable('api_tokens').set({ last_used_at: now }).where('id', '=', id).execute();
+  }
+
+  // --- repositories, keys, roots, role metadata ---------------------------------------------
+
+  async createRepository(row: Insertable<RepositoryTable>): Promise<void> {
+    await this.db.insertInto('repositories').values(row).execute();
+  }
+
+  async getRepository(namespace: string, repo: string, lock?: boolean): Promise<RepositoryRow | undefined> {
+    const q = this.db.selectFrom('repositories').selectAll().where('namespace', '=', namespace).where('repo', '=', repo);
+    return this.forUpdate(q, lock).executeTakeFirst();
+  }
+
+  async setTargetsOffline(namespace: string, repo: string, offline: boolean): Promise<void> {
+    await this.db
+      .updateTable('repositories')
+      .set({ targets_offline: offline ? 1 : 0 })
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .execute();
+  }
+
+  async insertKey(row: Insertable<KeyTable>): Promise<void> {
+    await this.db.insertInto('keys').values(row).execute();
+  }
+
+  async listKeys(namespace: string, repo: string, role?: string): Promise<KeyRow[]> {
+    let q = this.db.selectFrom('keys').selectAll().where('namespace', '=', namespace).where('repo', '=', repo);
+    if (role !== undefined) q = q.where('role', '=', role);
+    return q.orderBy('created_at').execute();
+  }
+
+  async deletePrivateKey(namespace: string, repo: string, keyId: string): Promise<number> {
+    const r = await this.db
+      .updateTable('keys')
+      .set({ private_sealed: null })
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .where('key_id', '=', keyId)
+      .where('private_sealed', 'is not', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async insertRoot(namespace: string, repo: string, version: number, bytes: Uint8Array, expiresAt: number, now: number): Promise<void> {
+    await this.db.insertInto('roots').values({ namespace, repo, version, bytes, expires_at: expiresAt, created_at: now }).execute();
+  }
+
+  async latestRoot(namespace: string, repo: string): Promise<{ version: number; bytes: Uint8Array; expires_at: number } | undefined> {
+    const r = await this.db
+      .selectFrom('roots')
+      .select(['version', 'bytes', 'expires_at'])
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .orderBy('version', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return r ? bytesOf(r) : undefined;
+  }
+
+  async getRoot(namespace: string, repo: string, version: number): Promise<Uint8Array | undefined> {
+    const r = await this.db
+      .selectFrom('roots')
+      .select('bytes')
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    return r?.bytes;
+  }
+
+  async getRoleMetadata(namespace: string, repo: string, owner: string, role: string, lock?: boolean): Promise<RoleMetadataRow | undefined> {
+    const q = this.db
+      .selectFrom('role_metadata')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .where('owner', '=', owner)
+      .where('role', '=', role);
+    return this.forUpdate(q, lock).executeTakeFirst();
+  }
+
+  async listRoleMetadata(namespace: string, repo: string, owner: string): Promise<RoleMetadataRow[]> {
+    return this.db.selectFrom('role_metadata').selectAll().where('namespace', '=', namespace).where('repo', '=', repo).where('owner', '=', owner).execute();
+  }
+
+  async putRoleMetadata(row: Insertable<RoleMetadataTable>): Promise<void> {
+    await this.db
+      .insertInto('role_metadata')
+      .values(row)
+      .onConflict((oc) =>
+        oc.columns(['namespace', 'repo', 'owner', 'role']).doUpdateSet({
+          version: row.version,
+          bytes: row.bytes,
+          checksum: row.checksum,
+          expires_at: row.expires_at,
+          outdated: row.outdated ?? 0,
+          updated_at: row.updated_at,
+        }),
+      )
+      .execute();
+  }
+
+  async markOutdated(namespace: string, repo: string, owner: string): Promise<void> {
+    await this.db
+      .updateTable('role_metadata')
+      .set({ outdated: 1 })
+      .where('namespace', '=', namespace)
+      .where('repo', '=', repo)
+      .where('owner', '=', owner)
+      .execute();
+  }
+
+  /** Image-repository roles (owner '') whose expiry is before `before`, across namespaces. */
+  async listExpiringRepoMetadata(before: number): Promise<Array<{ namespace: string; repo: string; role: string }>> {
+    return this.db.selectFrom('role_metadata').select(['namespace', 'repo', 'role']).where('owner', '=', '').where('expires_at', '<', before).execute();
+  }
+
+  async listExpiringRoots(before: number): Promise<Array<{ namespace: string; repo: string; version: number }>> {
+    // Only the latest root of each repository matters.
+    const rows = await this.db.selectFrom('roots').select(['namespace', 'repo', 'version', 'expires_at']).orderBy('version', 'desc').execute();
+    const seen = new Set<string>();
+    const out: Array<{ namespace: string; repo: string; version: number }> = [];
+    for (const r of rows) {
+      const k = `${r.namespace}\u0000${r.repo}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      if (r.expires_at < before) out.push({ namespace: r.namespace, repo: r.repo, version: r.version });
+    }
+    return out;
+  }
+
+  // --- image repository targets ---------------------------------------------------------------
+
+  async upsertTarget(row: Insertable<TargetTable>): Promise<void> {
+    const { namespace: _ns, filename: _fn, created_at: _c, ...rest } = row;
+    await this.db
+      .insertInto('targets')
+      .values(row)
+      .onConflict((oc) => oc.columns(['namespace', 'filename']).doUpdateSet(rest as Updateable<TargetTable>))
+      .execute();
+  }
+
+  async getTarget(namespace: string, filename: string): Promise<TargetRow | undefined> {
+    return this.db.selectFrom('targets').selectAll().where('namespace', '=', namespace).where('filename', '=', filename).executeTakeFirst();
+  }
+
+  async findTargetByNameVersion(namespace: string, name: string, version: string): Promise<TargetRow[]> {
+    return this.db.selectFrom('targets').selectAll().where('namespace', '=', namespace).where('name', '=', name).where('version', '=', version).execute();
+  }
+
+  async listTargets(namespace: string, opts: { nameContains?: string; offset?: number; limit?: number } = {}): Promise<{ total: number; rows: TargetRow[] }> {
+    let q = this.db.selectFrom('targets').where('namespace', '=', namespace);
+    if (opts.nameContains) q = q.where(this.contains('filename', opts.nameContains));
+    const total = Number((await q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+    let rq = q.selectAll().orderBy('created_at').orderBy('filename');
+    if (opts.limit !== undefined) rq = rq.limit(opts.limit).offset(opts.offset ?? 0);
+    return { total, rows: await rq.execute() };
+  }
+
+  async allTargets(namespace: string): Promise<TargetRow[]> {
+    return this.db.selectFrom('targets').selectAll().where('namespace', '=', namespace).orderBy('filename').execute();
+  }
+
+  async deleteTarget(namespace: string, filename: string): Promise<boolean> {
+    const r = await this.db.deleteFrom('targets').where('namespace', '=', namespace).where('filename', '=', filename).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async deleteAllTargets(namespace: string): Promise<void> {
+    await this.db.deleteFrom('targets').where('namespace', '=', namespace).execute();
+  }
+
+  async countBlobReferences(blobId: string): Promise<number> {
+    const a = await this.db
+      .selectFrom('targets')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('blob_id', '=', blobId)
+      .executeTakeFirstOrThrow();
+    const b = await this.db
+      .selectFrom('uploads')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('blob_id', '=', blobId)
+      .executeTakeFirstOrThrow();
+    return Number(a.n) + Number(b.n);
+  }
+
+  async upsertUpload(row: Insertable<UploadTable>): Promise<void> {
+    const { namespace: _ns, filename: _fn, ...rest } = row;
+    await this.db
+      .insertInto('uploads')
+      .values(row)
+      .onConflict((oc) => oc.columns(['namespace', 'filename']).doUpdateSet(rest))
+      .execute();
+  }
+
+  async getUpload(namespace: string, filename: string): Promise<UploadRow | undefined> {
+    return this.db.selectFrom('uploads').selectAll().where('namespace', '=', namespace).where('filename', '=', filename).executeTakeFirst();
+  }
+
+  // --- devices, credentials, ECUs ---------------------------------------------------------------
+
+  async insertDevice(row: Insertable<DeviceTable>): Promise<boolean> {
+    const r = await this.db
+      .insertInto('devices')
+      .values(row)
+      .onConflict((oc) => oc.columns(['namespace', 'id']).doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
+  async getDevice(namespace: string, id: string, lock?: boolean): Promise<DeviceRow | undefined> {
+    const q = this.db.selectFrom('devices').selectAll().where('namespace', '=', namespace).where('id', '=', id);
+    return this.forUpdate(q, lock).executeTakeFirst();
+  }
+
+  async listDevices(
+    namespace: string,
+    opts: { nameContains?: string; groupId?: string; hardwareId?: string; offset: number; limit: number },
+  ): Promise<{ total: number; rows: DeviceRow[] }> {
+    let q = this.db.selectFrom('devices').where('devices.namespace', '=', namespace);
+    if (opts.nameContains) {
+      const needle = opts.nameContains;
+      q = q.where((eb) => eb.or([this.contains('devices.id', needle), this.contains('devices.name', needle)]));
+    }
+    if (opts.groupId) {
+      const gid = opts.groupId;
+      q = q.where('devices.id', 'in', (eb) =>
+        eb.selectFrom('group_members').select('device_id').where('group_id', '=', gid).where('namespace', '=', namespace),
+      );
+    }
+    if (opts.hardwareId) {
+      const hw = opts.hardwareId;
+      q = q.where('devices.id', 'in', (eb) => eb.selectFrom('ecus').select('device_id').where('namespace', '=', namespace).where('hardware_id', '=', hw));
+    }
+    const total = Number((await q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+    const rows = await q.selectAll('devices').orderBy('devices.created_at').orderBy('devices.id').limit(opts.limit).offset(opts.offset).execute();
+    return { total, rows };
+  }
+
+  async updateDevice(namespace: string, id: string, set: Updateable<DeviceTable>): Promise<void> {
+    await this.db.updateTable('devices').set(set).where('namespace', '=', namespace).where('id', '=', id).execute();
+  }
+
+  async bumpDirectorGeneration(namespace: string, id: string): Promise<void> {
+    await this.db
+      .updateTable('devices')
+      .set((eb) => ({ director_generation: eb('director_generation', '+', 1) }))
+      .where('namespace', '=', namespace)
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async deleteDevice(namespace: string, id: string, now: number): Promise<void> {
+    for (const table of [
+      'ecus',
+      'assignments',
+      'events',
+      'installation_reports',
+      'security_events',
+      'device_reports',
+      'group_members',
+      'ecu_replacements',
+    ] as const) {
+      await this.db.deleteFrom(table).where('namespace', '=', namespace).where('device_id', '=', id).execute();
+    }
+    await this.db.deleteFrom('role_metadata').where('namespace', '=', namespace).where('repo', '=', 'director').where('owner', '=', id).execute();
+    await this.db
+      .updateTable('device_credentials')
+      .set({ revoked_at: now })
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', id)
+      .where('revoked_at', 'is', null)
+      .execute();
+    await this.db.deleteFrom('devices').where('namespace', '=', namespace).where('id', '=', id).execute();
+  }
+
+  async insertCredential(row: Insertable<DeviceCredentialTable>): Promise<void> {
+    await this.db.insertInto('device_credentials').values(row).execute();
+  }
+
+  async getCredential(namespace: string, serial: string): Promise<CredentialRow | undefined> {
+    return this.db.selectFrom('device_credentials').selectAll().where('namespace', '=', namespace).where('serial', '=', serial).executeTakeFirst();
+  }
+
+  async listCredentials(namespace: string, deviceId: string): Promise<CredentialRow[]> {
+    return this.db
+      .selectFrom('device_credentials')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .orderBy('created_at')
+      .execute();
+  }
+
+  async listCredentialsByKind(namespace: string, kind: string): Promise<CredentialRow[]> {
+    return this.db.selectFrom('device_credentials').selectAll().where('namespace', '=', namespace).where('kind', '=', kind).orderBy('created_at').execute();
+  }
+
+  async revokeCredential(namespace: string, serial: string, now: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('device_credentials')
+      .set({ revoked_at: now })
+      .where('namespace', '=', namespace)
+      .where('serial', '=', serial)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async listEcus(namespace: string, deviceId: string): Promise<EcuRow[]> {
+    return this.db
+      .selectFrom('ecus')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .orderBy('is_primary', 'desc')
+      .orderBy('serial')
+      .execute();
+  }
+
+  async listEcusForDevices(namespace: string, deviceIds: readonly string[]): Promise<EcuRow[]> {
+    if (deviceIds.length === 0) return [];
+    return this.db.selectFrom('ecus').selectAll().where('namespace', '=', namespace).where('device_id', 'in', deviceIds).execute();
+  }
+
+  async deleteEcus(namespace: string, deviceId: string): Promise<void> {
+    await this.db.deleteFrom('ecus').where('namespace', '=', namespace).where('device_id', '=', deviceId).execute();
+  }
+
+  async insertEcu(row: Insertable<EcuTable>): Promise<void> {
+    await this.db.insertInto('ecus').values(row).execute();
+  }
+
+  async updateEcu(namespace: string, deviceId: string, serial: string, set: Updateable<EcuTable>): Promise<void> {
+    await this.db.updateTable('ecus').set(set).where('namespace', '=', namespace).where('device_id', '=', deviceId).where('serial', '=', serial).execute();
+  }
+
+  async insertEcuReplacement(namespace: string, deviceId: string, before: string, after: string, now: number): Promise<void> {
+    await this.db.insertInto('ecu_replacements').values({ namespace, device_id: deviceId, before_json: before, after_json: after, created_at: now }).execute();
+  }
+
+  async listEcuReplacements(namespace: string, deviceId: string): Promise<Array<{ before_json: string; after_json: string; created_at: number }>> {
+    return this.db
+      .selectFrom('ecu_replacements')
+      .select(['before_json', 'after_json', 'created_at'])
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .orderBy('created_at')
+      .execute();
+  }
+
+  async listHardwareIds(namespace: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('ecus').select('hardware_id').distinct().where('namespace', '=', namespace).orderBy('hardware_id').execute();
+    return rows.map((r) => r.hardware_id);
+  }
+
+  // --- updates and assignments ---------------------------------------------------------------------
+
+  async insertUpdate(row: Insertable<UpdateTable>): Promise<void> {
+    await this.db.insertInto('updates').values(row).execute();
+  }
+
+  async getUpdate(namespace: string, id: string): Promise<UpdateRow | undefined> {
+    return this.db.selectFrom('updates').selectAll().where('namespace', '=', namespace).where('id', '=', id).executeTakeFirst();
+  }
+
+  async listUpdates(namespace: string, offset: number, limit: number): Promise<{ total: number; rows: UpdateRow[] }> {
+    const q = this.db.selectFrom('updates').where('namespace', '=', namespace);
+    const total = Number((await q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+    const rows = await q.selectAll().orderBy('created_at', 'desc').limit(limit).offset(offset).execute();
+    return { total, rows };
+  }
+
+  async insertAssignment(row: Insertable<AssignmentTable>): Promise<void> {
+    await this.db.insertInto('assignments').values(row).execute();
+  }
+
+  async activeAssignments(namespace: string, deviceId: string): Promise<AssignmentRow[]> {
+    return this.db
+      .selectFrom('assignments')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .where('status', 'in', ['assigned', 'in_flight'])
+      .orderBy('created_at')
+      .execute();
+  }
+
+  async activeAssignmentsFor(namespace: string, deviceIds: readonly string[]): Promise<AssignmentRow[]> {
+    if (deviceIds.length === 0) return [];
+    return this.db
+      .selectFrom('assignments')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', 'in', deviceIds)
+      .where('status', 'in', ['assigned', 'in_flight'])
+      .execute();
+  }
+
+  async listAssignments(namespace: string, filter: { deviceId?: string; updateId?: string }): Promise<AssignmentRow[]> {
+    let q = this.db.selectFrom('assignments').selectAll().where('namespace', '=', namespace);
+    if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
+    if (filter.updateId !== undefined) q = q.where('update_id', '=', filter.updateId);
+    return q.orderBy('created_at').orderBy('device_id').orderBy('ecu_serial').execute();
+  }
+
+  async setAssignmentStatus(id: string, status: string, now: number, result?: { code: string; description: string }): Promise<void> {
+    await this.db
+      .updateTable('assignments')
+      .set({ status, updated_at: now, ...(result ? { result_code: result.code, result_description: result.description } : {}) })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  // --- groups ---------------------------------------------------------------------------------------------
+
+  async insertGroup(row: Insertable<GroupTable>): Promise<void> {
+    await this.db.insertInto('device_groups').values(row).execute();
+  }
+
+  async getGroup(namespace: string, id: string): Promise<GroupRow | undefined> {
+    return this.db.selectFrom('device_groups').selectAll().where('namespace', '=', namespace).where('id', '=', id).executeTakeFirst();
+  }
+
+  async findGroupByName(namespace: string, name: string): Promise<GroupRow | undefined> {
+    return this.db.selectFrom('device_groups').selectAll().where('namespace', '=', namespace).where('name', '=', name).executeTakeFirst();
+  }
+
+  async listGroups(namespace: string): Promise<Array<GroupRow & { size: number }>> {
+    const rows = await this.db
+      .selectFrom('device_groups')
+      .leftJoin('group_members', 'group_members.group_id', 'device_groups.id')
+      .select(['device_groups.id', 'device_groups.namespace', 'device_groups.name', 'device_groups.created_at'])
+      .select((eb) => eb.fn.count<number>('group_members.device_id').as('size'))
+      .where('device_groups.namespace', '=', namespace)
+      .groupBy(['device_groups.id', 'device_groups.namespace', 'device_groups.name', 'device_groups.created_at'])
+      .orderBy('device_groups.name')
+      .execute();
+    return rows.map((r) => ({ ...r, size: Number(r.size) }));
+  }
+
+  async deleteGroup(namespace: string, id: string): Promise<boolean> {
+    await this.db.deleteFrom('group_members').where('namespace', '=', namespace).where('group_id', '=', id).execute();
+    const r = await this.db.deleteFrom('device_groups').where('namespace', '=', namespace).where('id', '=', id).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async addGroupMember(namespace: string, groupId: string, deviceId: string, now: number): Promise<void> {
+    await this.db
+      .insertInto('group_members')
+      .values({ namespace, group_id: groupId, device_id: deviceId, created_at: now })
+      .onConflict((oc) => oc.columns(['group_id', 'device_id']).doNothing())
+      .execute();
+  }
+
+  async removeGroupMember(namespace: string, groupId: string, deviceId: string): Promise<boolean> {
+    const r = await this.db
+      .deleteFrom('group_members')
+      .where('namespace', '=', namespace)
+      .where('group_id', '=', groupId)
+      .where('device_id', '=', deviceId)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async groupMembers(namespace: string, groupId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('group_members')
+      .select('device_id')
+      .where('namespace', '=', namespace)
+      .where('group_id', '=', groupId)
+      .orderBy('device_id')
+      .execute();
+    return rows.map((r) => r.device_id);
+  }
+
+  async groupsOfDevice(namespace: string, deviceId: string): Promise<GroupRow[]> {
+    return this.db
+      .selectFrom('device_groups')
+      .innerJoin('group_members', 'group_members.group_id', 'device_groups.id')
+      .selectAll('device_groups')
+      .where('group_members.namespace', '=', namespace)
+      .where('group_members.device_id', '=', deviceId)
+      .execute();
+  }
+
+  // --- events, reports, security events ---------------------------------------------------------------------
+
+  /** Inserts events, ignoring ids already stored (aktualizr resends a batch it did not see acknowledged). */
+  async insertEvents(rows: ReadonlyArray<Insertable<EventTable>>): Promise<void> {
+    for (const row of rows) {
+      await this.db
+        .insertInto('events')
+        .values(row)
+        .onConflict((oc) => oc.columns(['namespace', 'device_id', 'id']).doNothing())
+        .execute();
+    }
+  }
+
+  async listEvents(namespace: string, deviceId: string, opts: { correlationId?: string; limit: number }): Promise<EventRow[]> {
+    let q = this.db.selectFrom('events').selectAll().where('namespace', '=', namespace).where('device_id', '=', deviceId);
+    if (opts.correlationId !== undefined) q = q.where('correlation_id', '=', opts.correlationId);
+    return q.orderBy('received_at', 'desc').orderBy('id').limit(opts.limit).execute();
+  }
+
+  async insertInstallationReport(row: Insertable<InstallationReportTable>): Promise<void> {
+    await this.db.insertInto('installation_reports').values(row).execute();
+  }
+
+  async listInstallationReports(namespace: string, deviceId: string, limit: number): Promise<InstallationReportRow[]> {
+    return this.db
+      .selectFrom('installation_reports')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  async insertSecurityEvent(row: Insertable<SecurityEventTable>): Promise<void> {
+    await this.db.insertInto('security_events').values(row).execute();
+  }
+
+  async listSecurityEvents(namespace: string, deviceId: string | undefined, limit: number): Promise<SecurityEventRow[]> {
+    let q = this.db.selectFrom('security_events').selectAll().where('namespace', '=', namespace);
+    if (deviceId !== undefined) q = q.where('device_id', '=', deviceId);
+    return q.orderBy('id', 'desc').limit(limit).execute();
+  }
+
+  async putDeviceReport(namespace: string, deviceId: string, kind: string, body: string, now: number): Promise<void> {
+    await this.db
+      .insertInto('device_reports')
+      .values({ namespace, device_id: deviceId, kind, body, updated_at: now })
+      .onConflict((oc) => oc.columns(['namespace', 'device_id', 'kind']).doUpdateSet({ body, updated_at: now }))
+      .execute();
+  }
+
+  async getDeviceReport(namespace: string, deviceId: string, kind: string): Promise<{ body: string; updated_at: number } | undefined> {
+    return this.db
+      .selectFrom('device_reports')
+      .select(['body', 'updated_at'])
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .where('kind', '=', kind)
+      .executeTakeFirst();
+  }
+
+  // --- leases (background work with several instances) -------------------------------------------------------
+
+  /** Takes or renews a named lease; true when `holder` holds it until `now + ttlMs`. */
+  async acquireLease(name: string, holder: string, now: number, ttlMs: number): Promise<boolean> {
+    const expires = now + ttlMs;
+    await this.db
+      .insertInto('leases')
+      .values({ name, holder, expires_at: expires })
+      .onConflict((oc) =>
+        oc
+          .column('name')
+          .doUpdateSet({ holder, expires_at: expires })
+          .where((eb) => eb.or([eb('leases.expires_at', '<', now), eb('leases.holder', '=', holder)])),
+      )
+      .execute();
+    const row = await this.db.selectFrom('leases').select(['holder', 'expires_at']).where('name', '=', name).executeTakeFirst();
+    return row?.holder === holder && row.expires_at === expires;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.db.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute();
+  }
+}
+
+/** Access to the database: a Store outside transactions, and transactions. */
+export class Storage {
+  readonly store: Store;
+  constructor(readonly database: Database) {
+    this.store = new Store(database.db, database.dialect);
+  }
+
+  get dialect(): SqlDialect {
+    return this.database.dialect;
+  }
+
+  /** Runs `fn` in one transaction; everything it writes commits together or not at all. */
+  async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.database.db.transaction().execute((trx) => fn(new Store(trx, this.database.dialect)));
+  }
+
+  close(): Promise<void> {
+    return this.database.close();
+  }
+}
