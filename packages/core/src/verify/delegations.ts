@@ -40,40 +40,128 @@ type SearchResult = { found: ResolvedTarget } | { terminated: true } | undefined
  * - uptane: aktualizr uses fnmatch without flags, so `*` also matches `/`;
  * - tuf: the TUF specification (and python-tuf) match segment by segment, so
  *   `*` never crosses a `/` and the number of segments must be equal.
+ * Both pattern and name are compared in NFC (uptane-standard.md §5.2).
  */
 export function pathMatches(pattern: string, target: string, dialect: Dialect): boolean {
-  if (dialect === 'uptane') return globToRegExp(pattern, true).test(target);
-  const ps = pattern.split('/');
-  const ts = target.split('/');
+  const pat = pattern.normalize('NFC');
+  const name = target.normalize('NFC');
+  if (dialect === 'uptane') return globMatch(tokenizeGlob(pat), Array.from(name));
+  const ps = pat.split('/');
+  const ts = name.split('/');
   if (ps.length !== ts.length) return false;
-  return ps.every((p, i) => globToRegExp(p, false).test(ts[i] as string));
+  return ps.every((p, i) => globMatch(tokenizeGlob(p), Array.from(ts[i] as string)));
 }
 
-/** fnmatch-style glob (`*`, `?`, `[seq]`, `[!seq]`) as an anchored RegExp. */
-export function globToRegExp(glob: string, starCrossesSlash: boolean): RegExp {
-  let re = '';
-  const star = starCrossesSlash ? '[\\s\\S]*' : '[^/]*';
-  const one = starCrossesSlash ? '[\\s\\S]' : '[^/]';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i] as string;
-    if (c === '*') re += star;
-    else if (c === '?') re += one;
+type GlobToken =
+  | { readonly kind: 'star' }
+  | { readonly kind: 'one' }
+  | { readonly kind: 'literal'; readonly cp: number }
+  | { readonly kind: 'class'; readonly negate: boolean; readonly ranges: ReadonlyArray<readonly [number, number]> };
+
+/**
+ * Reads an fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`) the way Python's
+ * fnmatch.translate does (python-tuf): a `]` right after `[` or `[!` is a
+ * literal, an unclosed `[` is a literal, reversed ranges are dropped, and a
+ * class left empty never matches (a negated empty class matches any character).
+ */
+function tokenizeGlob(glob: string): GlobToken[] {
+  const chars = Array.from(glob); // code points, so astral characters stay whole
+  const n = chars.length;
+  const out: GlobToken[] = [];
+  let i = 0;
+  while (i < n) {
+    const c = chars[i++] as string;
+    if (c === '*') {
+      if (out[out.length - 1]?.kind !== 'star') out.push({ kind: 'star' });
+    } else if (c === '?') out.push({ kind: 'one' });
     else if (c === '[') {
-      const close = glob.indexOf(']', i + 2);
-      if (close === -1) {
-        re += '\\[';
+      let j = i;
+      if (chars[j] === '!') j++;
+      if (chars[j] === ']') j++;
+      while (j < n && chars[j] !== ']') j++;
+      if (j >= n) {
+        out.push({ kind: 'literal', cp: 0x5b });
         continue;
       }
-      let body = glob.slice(i + 1, close);
-      let negate = false;
-      if (body.startsWith('!')) {
-        negate = true;
-        body = body.slice(1);
+      let body = chars.slice(i, j).map((x) => x.codePointAt(0) as number);
+      i = j + 1;
+      const negate = body[0] === 0x21; // !
+      if (negate) body = body.slice(1);
+      const ranges: Array<[number, number]> = [];
+      for (let k = 0; k < body.length; k++) {
+        const lo = body[k] as number;
+        const hi = body[k + 2];
+        if (body[k + 1] === 0x2d /* - */ && hi !== undefined) {
+          if (lo <= hi) ranges.push([lo, hi]);
+          k += 2;
+        } else ranges.push([lo, lo]);
       }
-      body = body.replace(/\\/g, '\\\\').replace(/\^/g, '\\^').replace(/\]/g, '\\]');
-      re += `[${negate ? '^' : ''}${body}]`;
-      i = close;
-    } else re += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      out.push({ kind: 'class', negate, ranges });
+    } else out.push({ kind: 'literal', cp: c.codePointAt(0) as number });
+  }
+  return out;
+}
+
+function tokenMatches(t: GlobToken, cp: number): boolean {
+  switch (t.kind) {
+    case 'one':
+      return true;
+    case 'literal':
+      return t.cp === cp;
+    case 'class':
+      return t.ranges.some(([lo, hi]) => cp >= lo && cp <= hi) !== t.negate;
+    case 'star':
+      return false;
+  }
+}
+
+/**
+ * Glob matching with one backtracking point per star: O(pattern × name) in the
+ * worst case, so no delegation pattern can make a client spin (a RegExp with
+ * several stars can backtrack exponentially).
+ */
+function globMatch(tokens: readonly GlobToken[], text: readonly string[]): boolean {
+  const cps = text.map((c) => c.codePointAt(0) as number);
+  let p = 0;
+  let t = 0;
+  let starP = -1;
+  let starT = 0;
+  while (t < cps.length) {
+    const tok = tokens[p];
+    if (tok !== undefined && tok.kind === 'star') {
+      starP = p++;
+      starT = t;
+    } else if (tok !== undefined && tokenMatches(tok, cps[t] as number)) {
+      p++;
+      t++;
+    } else if (starP >= 0) {
+      p = starP + 1;
+      t = ++starT;
+    } else return false;
+  }
+  while (tokens[p]?.kind === 'star') p++;
+  return p === tokens.length;
+}
+
+/**
+ * The same fnmatch pattern as an anchored RegExp (for callers that want one;
+ * the verifier itself uses the linear matcher above). Every class character is
+ * escaped, so no pattern makes the RegExp constructor throw.
+ */
+export function globToRegExp(glob: string, starCrossesSlash: boolean): RegExp {
+  const star = starCrossesSlash ? '[\\s\\S]*' : '[^/]*';
+  const one = starCrossesSlash ? '[\\s\\S]' : '[^/]';
+  const hex = (cp: number): string => `\\u{${cp.toString(16)}}`;
+  let re = '';
+  for (const t of tokenizeGlob(glob)) {
+    if (t.kind === 'star') re += star;
+    else if (t.kind === 'one') re += one;
+    else if (t.kind === 'literal') re += hex(t.cp);
+    else {
+      const cls = t.ranges.map(([lo, hi]) => (lo === hi ? hex(lo) : `${hex(lo)}-${hex(hi)}`)).join('');
+      if (cls === '') re += t.negate ? one : '(?!)';
+      else re += t.negate ? (starCrossesSlash ? `[^${cls}]` : `(?!/)[^${cls}]`) : `[${cls}]`;
+    }
   }
   return new RegExp(`^${re}$`, 'u');
 }
