@@ -56,6 +56,8 @@ export interface TestServerOptions {
   readonly schema?: string;
   readonly keepData?: boolean;
   readonly jobs?: boolean;
+  /** The admin token to use when this start does not create one (another instance did). */
+  readonly token?: string;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -78,7 +80,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   });
   const config: ServerConfig = { ...base, scryptN: 1024 };
   const server = await startServer(config, options.clock ? { clock: options.clock } : {});
-  const token = server.firstToken ?? (await import('node:fs')).readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  const token = server.firstToken ?? options.token ?? (await import('node:fs')).readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
   const adminUrl = server.adminUrl;
   // Devices are told this URL; tests use the real port.
   const gatewayUrl = server.gatewayUrl;
