@@ -21,6 +21,7 @@
  * for the device client too; it only needs node:crypto, node-forge (for RC2)
  * and the DER helpers.
  */
+import type { X509Certificate } from 'node:crypto';
 import {
   createCipheriv,
   createDecipheriv,
@@ -30,7 +31,6 @@ import {
   pbkdf2Sync,
   randomBytes,
   timingSafeEqual,
-  X509Certificate,
   type KeyObject,
 } from 'node:crypto';
 import forge from 'node-forge';
