@@ -27,6 +27,8 @@ export interface DeviceSetupOptions {
   /** `[trust] require_vehicle_id` (default true). */
   readonly requireVehicleId?: boolean;
   readonly keyType?: string;
+  /** Leave [device] id out (over TLS the device id is then the certificate's CN). */
+  readonly omitDeviceId?: boolean;
 }
 
 export interface DeviceSetup {
@@ -51,7 +53,7 @@ export function writeDeviceSetup(mock: RepoMock, options: DeviceSetupOptions = {
   writeFileSync(join(dir, 'image-root.json'), mock.image.root.bytes(1) as Uint8Array);
   const lines: string[] = [];
   lines.push('[device]');
-  if (!options.sharedCredentials || !tls) lines.push(`id = ${q(deviceId)}`);
+  if (!(tls && (options.sharedCredentials || options.omitDeviceId))) lines.push(`id = ${q(deviceId)}`);
   lines.push('storage = "state"', 'poll_interval = 1', '');
   lines.push('[server]');
   if (tls && options.sharedCredentials) {

@@ -121,7 +121,8 @@ export class RootChain {
     this.keys = { ...this.keys, ...(options.keys ?? {}) };
     if (options.thresholds) this.thresholds = { ...this.thresholds, ...options.thresholds };
     const root = this.buildRoot(options.version ?? this.version + 1, options.expiresSeconds ?? 365 * DAY);
-    this.current = await Metadata.create(root, 'uptane', options.signers ?? [...old, ...this.keys.root]);
+    const both = [...old, ...this.keys.root].filter((k, i, all) => all.findIndex((x) => x.publicKey.keyId('uptane') === k.publicKey.keyId('uptane')) === i);
+    this.current = await Metadata.create(root, 'uptane', options.signers ?? both);
     const bytes = this.current.toBytes();
     this.versions.push(bytes);
     return bytes;
@@ -138,6 +139,8 @@ export interface ImageOptions {
   readonly custom?: JsonObject;
   /** Hash functions to list (default sha256 only, as OTA CE). */
   readonly hashes?: ReadonlyArray<'sha256' | 'sha512'>;
+  /** Replace listed hash values (metadata that lies about the bytes). */
+  readonly hashOverride?: Readonly<Record<string, string>>;
 }
 
 export interface DelegationOptions {
@@ -355,6 +358,7 @@ export interface RecordedRequest {
   readonly path: string;
   readonly deviceId: string | undefined;
   readonly headers: http.IncomingHttpHeaders;
+  /** The status sent (206 for a served Range). */
   readonly status: number;
   readonly tampered: boolean;
 }
@@ -475,7 +479,7 @@ export class RepoMock {
   /** Adds an image to the Image repository (top level or a delegated role) and republishes. */
   async addImage(name: string, bytes: Uint8Array, options: ImageOptions): Promise<TargetFile> {
     const data = Buffer.from(bytes);
-    const hashes = computeHashes(data, options.hashes ?? ['sha256']);
+    const hashes = { ...computeHashes(data, options.hashes ?? ['sha256']), ...(options.hashOverride ?? {}) };
     const now = expiresIn(new Date(), 0);
     const custom: JsonObject = {
       name: name.replace(/[-_][^-_]*$/, '') || name,
@@ -642,12 +646,14 @@ export class RepoMock {
     let reply = await this.route(method, path.replace(/(.)\/$/, '$1'), deviceId, body, req);
     const rule = this.matchTamper(method, path, deviceId);
     if (rule) reply = applyBody(rule, reply);
-    this.record(req, path, deviceId, rule?.status ?? reply.status, rule !== undefined);
-    await send(req, res, reply, rule);
+    const rec = this.record(req, path, deviceId, reply.status, rule !== undefined);
+    rec.status = await send(req, res, reply, rule);
   }
 
-  private record(req: http.IncomingMessage, path: string, deviceId: string | undefined, status: number, tampered: boolean): void {
-    this.requests.push({ method: req.method ?? 'GET', path, deviceId, headers: req.headers, status, tampered });
+  private record(req: http.IncomingMessage, path: string, deviceId: string | undefined, status: number, tampered: boolean): { status: number } {
+    const rec = { method: req.method ?? 'GET', path, deviceId, headers: req.headers, status, tampered };
+    this.requests.push(rec);
+    return rec;
   }
 
   private async route(method: string, path: string, deviceId: string | undefined, body: Buffer, req: http.IncomingMessage): Promise<Reply> {
@@ -797,7 +803,7 @@ function applyBody(rule: TamperRule, reply: Reply): Reply {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function send(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, rule: TamperRule | undefined): Promise<void> {
+async function send(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, rule: TamperRule | undefined): Promise<number> {
   if (rule?.delayMs) await sleep(rule.delayMs);
   let status = reply.status;
   let body = reply.body;
@@ -809,7 +815,7 @@ async function send(req: http.IncomingMessage, res: http.ServerResponse, reply: 
       const start = Number(m[1]);
       if (start >= body.length) {
         res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
-        return;
+        return 416;
       }
       status = 206;
       headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
@@ -828,13 +834,13 @@ async function send(req: http.IncomingMessage, res: http.ServerResponse, reply: 
       if (rule.bytesPerSecond) await sleep((part.length / rule.bytesPerSecond) * 1000);
     }
     res.end();
-    return;
+    return status;
   }
   if (!rule?.dropContentLength) headers['content-length'] = String(rule?.contentLength ?? body.length);
   res.writeHead(status, headers);
   if (req.method === 'HEAD') {
     res.end();
-    return;
+    return status;
   }
   const limit = rule?.cutAfter ?? Infinity;
   if (rule?.bytesPerSecond) {
@@ -848,9 +854,10 @@ async function send(req: http.IncomingMessage, res: http.ServerResponse, reply: 
     // Let the bytes go out, then drop the connection mid-body.
     await new Promise((r) => setTimeout(r, 20));
     res.socket?.destroy();
-    return;
+    return status;
   }
   res.end();
+  return status;
 }
 
 /** The CN of a PEM certificate. */
