@@ -7,10 +7,10 @@
  * - asn1js decodes BER leniently (indefinite lengths, non-minimal lengths and
  *   integers, constructed strings), so DER strictness would need a second pass
  *   over its object tree anyway;
- * - it builds a generic tree by recursing into every constructed element, with
- *   no bound on depth, where a schema-driven reader never descends further than
- *   the schema (at most five levels here) and only skips unknown elements by
- *   their header;
+ * - it materialises a generic object tree of every element it meets (bounded in
+ *   depth, but not in count), where a schema-driven reader never descends
+ *   further than the schema (at most five levels here) and steps over unknown
+ *   elements by their headers alone;
  * - it reports failures as strings on result objects, where we need one typed
  *   error with an offset and a field path;
  * - the TCP framing must parse a TLV header incrementally before the body has

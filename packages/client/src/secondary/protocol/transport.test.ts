@@ -575,6 +575,20 @@ describe('the wait port (a Secondary connects in to the Primary)', () => {
     expect(errors.some((e) => /unexpected connection/.test(e.message))).toBe(true);
   });
 
+  it('cuts short a getInfo exchange still running when the wait ends', async () => {
+    const listener = new SecondaryWaitListener({ host: HOST, requestTimeoutMs: 10_000 });
+    const waitPort = await listener.listen();
+    cleanups.push(() => listener.close());
+    const silentPort = await freePort();
+    const silent = net.connect({ host: HOST, port: waitPort.port, localAddress: HOST, localPort: silentPort });
+    silent.on('error', () => undefined);
+    cleanups.push(() => void silent.destroy());
+    const start = Date.now();
+    const result = await listener.waitFor([{ host: HOST, port: silentPort }], { timeoutMs: 300 });
+    expect(Date.now() - start).toBeLessThan(2000);
+    expect(result.failed.map((f) => f.error.reason)).toEqual(['TIMEOUT']);
+  });
+
   it('waitForSecondaries opens and closes the port around one wait', async () => {
     const port = await freePort();
     const waitPortNumber = await freePort();

@@ -363,8 +363,10 @@ export class SecondaryConnection {
     await this.stream.close();
   }
 
-  destroy(): void {
-    this.stream.destroy();
+  /** Destroys the connection at once; a request in progress fails with `reason` (default CONNECTION_CLOSED). */
+  destroy(reason?: IpUptaneError): void {
+    if (reason) this.stream.fail(reason);
+    else this.stream.destroy();
   }
 }
 
@@ -765,7 +767,7 @@ export class SecondaryWaitListener {
       this.onSocket = undefined;
     }
     // Time is up: exchanges still running are cut short and count as failed.
-    for (const c of inFlight) c.destroy();
+    for (const c of inFlight) c.destroy(new IpUptaneError('TIMEOUT', `no getInfo answer before the wait for Secondaries ended (${options.timeoutMs} ms)`));
     await Promise.all(exchanges);
     result.missing.push(...remaining.values());
     return result;
