@@ -12,8 +12,8 @@
  * Both are signed over the uptane (jsoncpp) canonical form of `signed`, which
  * is what aktualizr produces and OTA CE verifies.
  */
-import { ManifestError, type ErrorCode } from '../errors.js';
-import { canonicalize, parseJson, type JsonObject, type JsonValue } from '../json.js';
+import { BadEcuIdError, ManifestError, UptaneError, type ErrorCode } from '../errors.js';
+import { canonicalize, cloneStrictJson, parseJson, type JsonObject, type JsonValue } from '../json.js';
 import { fromBase64, toBase64 } from '../encoding.js';
 import type { PublicKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
@@ -114,6 +114,8 @@ export function formatAttacks(attacks: readonly AttackReport[]): string {
 }
 
 export async function buildEcuVersionReport(input: EcuVersionReportInput, signer: Signer): Promise<SignedDocument> {
+  if (!Number.isSafeInteger(input.counter) || input.counter < 0)
+    throw new UptaneError('BAD_ARGUMENT', `report counter must be a non-negative integer, got ${input.counter}`);
   const attacks = input.attacks ?? [];
   const signed: JsonObject = {
     ecu_serial: input.ecuSerial,
@@ -149,7 +151,8 @@ export function parseEcuVersionReport(value: JsonValue | undefined, path = 'repo
   const ecuSerial = expectString(s['ecu_serial'], `${sp}.ecu_serial`);
   const img = expectObject(s['installed_image'], `${sp}.installed_image`);
   const filename = expectString(img['filepath'], `${sp}.installed_image.filepath`);
-  if (filename.length === 0 || filename.length >= 254 || filename.split('/').includes('..')) {
+  // OTA CE's rule (device-api.md §3.3): non-empty, under 254 characters, and no ".." anywhere in it.
+  if (filename.length === 0 || filename.length >= 254 || filename.includes('..')) {
     throw new ManifestError(`${sp}.installed_image.filepath must be 1-253 characters without ".."`, { path: `${sp}.installed_image.filepath` });
   }
   const fileinfo = expectObject(img['fileinfo'], `${sp}.installed_image.fileinfo`);
@@ -314,7 +317,8 @@ export async function buildVehicleManifest(input: VehicleManifestInput, primaryS
 
 /** Parses a vehicle manifest (bytes or JSON) without verifying signatures. */
 export function parseVehicleManifest(input: Uint8Array | string | JsonValue): VehicleManifest {
-  const value = typeof input === 'string' || input instanceof Uint8Array ? parseJson(input) : input;
+  // A private, checked copy: the signatures are verified later over `signed`, which the caller must not be able to change.
+  const value = typeof input === 'string' || input instanceof Uint8Array ? parseJson(input) : cloneStrictJson(input);
   const doc = parseSignedDocument(value, 'manifest');
   const s = doc.signed;
   const primaryEcuSerial = expectString(s['primary_ecu_serial'], 'manifest.signed.primary_ecu_serial');
@@ -343,6 +347,52 @@ export function parseVehicleManifest(input: Uint8Array | string | JsonValue): Ve
   const installationReport =
     s['installation_report'] === undefined ? undefined : parseInstallationReport(s['installation_report'], 'manifest.signed.installation_report');
   return { primaryEcuSerial, vehicleId, reports, installationReport, document: doc };
+}
+
+// --- Verification (Director side, device-api.md §3.3) ---------------------------------------
+
+/** Throws a ManifestError unless the report carries a signature by the ECU's registered key. */
+export function verifyEcuVersionReport(report: EcuVersionReport, key: PublicKey, path = 'report'): void {
+  if (!verifySignedDocument(report.document, key)) {
+    throw new ManifestError(`the version report of ECU ${JSON.stringify(report.ecuSerial)} is not signed by its registered key`, {
+      path: `${path}.signatures`,
+    });
+  }
+}
+
+export interface VehicleManifestKeys {
+  /** The Primary ECU registered for the vehicle. */
+  readonly primaryEcuSerial: string;
+  /** Registered public key of every ECU of the vehicle, the Primary's included, by serial. */
+  readonly ecuKeys: ReadonlyMap<string, PublicKey>;
+}
+
+/**
+ * The Director's checks of a parsed vehicle manifest, in OTA CE's order: the
+ * Primary's signature on the whole, then each ECU report is from an ECU of this
+ * vehicle and signed by that ECU's key, then the Primary serial is the
+ * registered one. Key ids are ignored (aktualizr computes its own). Report
+ * contents (filepath, sha256, report under its own serial) were checked by
+ * parseVehicleManifest. Throws BadEcuIdError for a report of an unknown ECU,
+ * ManifestError otherwise.
+ */
+export function verifyVehicleManifest(manifest: VehicleManifest, keys: VehicleManifestKeys): void {
+  const primaryKey = keys.ecuKeys.get(keys.primaryEcuSerial);
+  if (!primaryKey) throw new ManifestError(`no key is registered for the Primary ECU ${JSON.stringify(keys.primaryEcuSerial)}`);
+  if (!verifySignedDocument(manifest.document, primaryKey)) {
+    throw new ManifestError('the vehicle manifest is not signed by the registered Primary key', { path: 'manifest.signatures' });
+  }
+  for (const [serial, report] of manifest.reports) {
+    const path = pathKey('manifest.signed.ecu_version_manifests', serial);
+    const key = keys.ecuKeys.get(serial);
+    if (!key) throw new BadEcuIdError(`the manifest holds a report of ECU ${JSON.stringify(serial)}, which is not in this vehicle`, { path });
+    verifyEcuVersionReport(report, key, path);
+  }
+  if (manifest.primaryEcuSerial !== keys.primaryEcuSerial) {
+    throw new ManifestError(`primary_ecu_serial is ${JSON.stringify(manifest.primaryEcuSerial)}, not the registered ${JSON.stringify(keys.primaryEcuSerial)}`, {
+      path: 'manifest.signed.primary_ecu_serial',
+    });
+  }
 }
 
 /** The entry of a version report for an error a check raised (the client maps errors to reports in one place). */
