@@ -83,8 +83,9 @@ export function writeDeviceSetup(mock: RepoMock, options: DeviceSetupOptions = {
   if (options.ecuSerial) lines.push(`ecu_serial = ${q(options.ecuSerial)}`);
   if (options.keyType) lines.push(`key_type = ${q(options.keyType)}`);
   lines.push('');
-  lines.push('[limits]', 'connect_timeout = 5', 'idle_timeout = 10', 'min_speed_bytes_per_second = 1024', 'min_speed_window = 2');
-  for (const [k, v] of Object.entries(options.limits ?? {})) lines.push(`${k} = ${v}`);
+  lines.push('[limits]');
+  const limits = { connect_timeout: 5, idle_timeout: 10, min_speed_bytes_per_second: 1024, min_speed_window: 2, ...(options.limits ?? {}) };
+  for (const [k, v] of Object.entries(limits)) lines.push(`${k} = ${v}`);
   lines.push('');
   const installedPath = join(dir, 'installed', 'image.bin');
   const inst = options.installer ?? 'file';
