@@ -301,4 +301,29 @@ describe('Primary update cycle', () => {
     expect(report).toMatchObject({ correlationId: 'urn:here-ota:mtu:9', result: { success: false, code: `${setup.hardwareId}:INSTALL_FAILED` } });
     expect(report?.items[0]?.result.description).toMatch(/^INSTALL_INTERRUPTED: /);
   });
+
+  it('refuses a damaged trusted root on disk instead of trusting the server afresh', async () => {
+    const { mock, setup, primary } = await start();
+    expect((await primary.cycle()).ok).toBe(true);
+    writeFileSync(join(setup.storage, 'metadata', 'director', 'root.json'), '{"signed":');
+    const r = await primary.cycle();
+    expect(r.error?.code).toBe('STATE_CORRUPT');
+    expect(r.error?.message).toContain('metadata/director/roots/');
+    expect(r.attack).toBeUndefined();
+    expect(mock.requestsTo('/director/1.root.json')).toHaveLength(0);
+  });
+
+  it('drops partial downloads of images no longer directed', async () => {
+    const { mock, setup, primary } = await start({}, { limits: { retries: 0 } });
+    await primary.cycle();
+    await mock.addImage('a.bin', randomBytes(50_000), { hardwareIds: [setup.hardwareId] });
+    await mock.assign(setup.deviceId, 'a.bin');
+    mock.tamper({ path: '/repo/targets/a.bin', cutAfter: 10_000, times: 1 });
+    expect((await primary.cycle()).ok).toBe(false);
+    expect(readdirSync(join(setup.storage, 'downloads'))).toHaveLength(1);
+    await mock.addImage('b.bin', Buffer.from('b'), { hardwareIds: [setup.hardwareId] });
+    await mock.assign(setup.deviceId, 'b.bin');
+    expect(await primary.cycle()).toMatchObject({ ok: true, installed: ['b.bin'] });
+    expect(readdirSync(join(setup.storage, 'downloads'))).toEqual([]);
+  });
 });

@@ -23,7 +23,8 @@
  * the typed error goes into the next manifest as an attack report.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   attackReportFrom,
   buildVehicleManifest,
@@ -53,7 +54,7 @@ import { ConfigError, endpoints as resolveEndpoints, type DeviceConfig, type End
 import { HttpClient, HttpError, type HttpClientOptions } from '../http/client.js';
 import { createInstaller, type InstallOutcome } from '../installers/index.js';
 import { ensureDir } from '../state/atomic.js';
-import { StateStore, type DeviceCredentials, type RepositoryName } from '../state/store.js';
+import { StateError, StateStore, type DeviceCredentials, type RepositoryName } from '../state/store.js';
 import { CLIENT_NAME, CLIENT_VERSION, configReport, installedPackages, networkInfo, systemInfo } from './device-data.js';
 import { PrimaryEcu, type Ecu, type MetadataBundle, type RepositoryMetadata } from './ecu.js';
 import { ecuEvent, EventQueue } from './events.js';
@@ -393,9 +394,37 @@ export class Primary {
       throw new PrimaryError('NO_TRUSTED_ROOT', `no trusted ${repo} root: pin one under [trust]`);
     }
     // The constructor checks that the root carries a threshold of its own keys.
-    const probe = new TrustedRepository({ root }, { dialect: 'uptane', repository: repo, now: this.now(), isDirector: repo === 'director' });
+    let probe: TrustedRepository;
+    try {
+      probe = new TrustedRepository({ root }, { dialect: 'uptane', repository: repo, now: this.now(), isDirector: repo === 'director' });
+    } catch (err) {
+      if (pinned === undefined) throw err;
+      throw new ConfigError(
+        `the pinned ${repo} root ${pinned} is not a valid self-signed root: ${(err as Error).message}`,
+        `trust.${repo}_root`,
+        'pin the 1.root.json the server serves',
+      );
+    }
     await this.store.writeRoot(repo, root, probe.rootVersion);
     return { root };
+  }
+
+  /** The repository's trusted state for this cycle; a stored root that no longer loads is a damaged state directory. */
+  private async openRepository(repo: RepositoryName, id: Identity, now: Date): Promise<TrustedRepository> {
+    const files = await this.trustedFiles(repo, id);
+    try {
+      return new TrustedRepository(files, { dialect: 'uptane', repository: repo, now, limits: this.limits(), isDirector: repo === 'director' });
+    } catch (err) {
+      const file = this.store.path('metadata', repo, 'root.json');
+      throw new StateError(
+        'STATE_CORRUPT',
+        `the trusted ${repo} root ${file} cannot be loaded (${(err as Error).message}); restore it from metadata/${repo}/roots/, or re-provision the device`,
+        file,
+        {
+          cause: err,
+        },
+      );
+    }
   }
 
   private limits() {
@@ -463,14 +492,8 @@ export class Primary {
       requireVehicleIdWhenEmpty: this.config.trust.requireVehicleId,
     };
     try {
-      director = new TrustedRepository(await this.trustedFiles('director', id), {
-        dialect: 'uptane',
-        repository: 'director',
-        now,
-        limits: this.limits(),
-        isDirector: true,
-      });
-      const image = new TrustedRepository(await this.trustedFiles('image', id), { dialect: 'uptane', repository: 'image', now, limits: this.limits() });
+      director = await this.openRepository('director', id, now);
+      const image = await this.openRepository('image', id, now);
       const dir = director;
       const verified = await fullVerification({
         director: dir,
@@ -489,6 +512,8 @@ export class Primary {
       if (updates > 0) this.log.info('updates found', { count: updates, targets: verified.updates.map((u) => u.name).join(',') });
       else this.log.debug('nothing new to install');
 
+      // Partial downloads of images no longer directed would only take space.
+      await this.pruneDownloads(new Set(verified.updates.map((u) => downloadName(u))));
       // Images first, all of them verified, before anything is persisted or installed.
       const downloaded: Downloaded[] = [];
       for (const u of verified.updates) downloaded.push(await this.fetchImage(id, u, verified.correlationId));
@@ -507,6 +532,8 @@ export class Primary {
           items.push({ ecu: d.ecu.serial, hardwareId: d.ecu.hardwareId, result: outcome });
         }
         await this.store.update(() => ({ pendingInstallationReport: installationReport(verified.correlationId, items) }));
+        // Several ECUs may share an image file; it goes once every install is done.
+        for (const path of new Set(downloaded.map((d) => d.path))) await rm(path, { force: true });
       }
       const allOk = installedNames.length === downloaded.length;
       result = {
@@ -557,10 +584,9 @@ export class Primary {
       if (target.length > this.config.limits.maxImageBytes) {
         throw new EndlessDataError(`${u.name} is ${target.length} bytes, more than max_image_bytes (${this.config.limits.maxImageBytes})`, { role: 'image' });
       }
-      const key = (target.hashes['sha256'] ?? target.hashes['sha512'] ?? createHash('sha256').update(u.name).digest('hex')).toLowerCase();
       const dir = this.store.path('downloads');
       await ensureDir(dir);
-      const path = `${dir}/${key}.image`;
+      const path = join(dir, downloadName(u));
       const url = imageUrl(id.endpoints.repo, u.name, target, u.imageTarget);
       this.log.info('downloading', { target: u.name, bytes: target.length, url });
       let got;
@@ -584,6 +610,17 @@ export class Primary {
       await this.events.add(ecuEvent('EcuDownloadCompleted', ecu.serial, correlationId, false, this.now()));
       throw err;
     }
+  }
+
+  private async pruneDownloads(keep: ReadonlySet<string>): Promise<void> {
+    const dir = this.store.path('downloads');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const n of names) if (!keep.has(n)) await rm(join(dir, n), { force: true });
   }
 
   /** The metadata ECUs verify themselves (Secondaries); raw bytes as trusted. */
@@ -632,7 +669,6 @@ export class Primary {
     }
     await this.events.add(ecuEvent('EcuInstallationCompleted', ecu.serial, correlationId, outcome.success, this.now()));
     await this.store.clearPendingInstall();
-    await rm(d.path, { force: true });
     return outcome;
   }
 
@@ -677,6 +713,12 @@ export function installationReport(correlationId: string | undefined, items: rea
     rawReport: items.map((i) => `${i.ecu}: ${i.result.code}: ${i.result.description}`).join('\n'),
     items: items.map((i) => ({ ecu: i.ecu, result: i.result })),
   };
+}
+
+/** Downloads are named by the image's hash (hex, so never a path), which lets a resume find them. */
+function downloadName(u: DirectedTarget): string {
+  const h = u.target.hashes['sha256'] ?? u.target.hashes['sha512'] ?? createHash('sha256').update(u.name).digest('hex');
+  return `${h.toLowerCase()}.image`;
 }
 
 function failed(err: unknown): CycleResult {
