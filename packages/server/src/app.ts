@@ -16,6 +16,7 @@ import pino from 'pino';
 import type { ServerConfig } from './config.js';
 import { openDatabase } from './storage/database.js';
 import { Storage } from './storage/store.js';
+import { MetadataCache } from './storage/metadata-cache.js';
 import { OnlineKeys } from './keys/online-keys.js';
 import { TufRepos } from './keys/tuf-repo.js';
 import { FileBlobStore } from './blobs/blob-store.js';
@@ -77,7 +78,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clock = options.clock ?? (() => new Date());
   await fsp.mkdir(config.dataDir, { recursive: true });
   const database = await openDatabase(config.databaseUrl, config.databaseSchema ? { schema: config.databaseSchema } : {});
-  const storage = new Storage(database);
+  const storage = new Storage(database, new MetadataCache());
+  await storage.startListening();
   const passphrase = await keyPassphrase(config, log);
   const keys = await OnlineKeys.open(storage.store, passphrase, config.scryptN);
   const repos = new TufRepos(keys, config.keyType);

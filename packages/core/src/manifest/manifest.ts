@@ -67,8 +67,9 @@ function parseSignedDocument(v: JsonValue | undefined, path: string): SignedDocu
  * True when any signature verifies with `key` (the key registered for the
  * ECU). Key ids are ignored, as OTA CE does: aktualizr computes them its own way.
  */
-export function verifySignedDocument(doc: SignedDocument, key: PublicKey): boolean {
-  const data = canonicalize(doc.signed, 'uptane');
+export function verifySignedDocument(doc: SignedDocument, key: PublicKey, canonicalSigned?: Uint8Array): boolean {
+  // Callers that also hash the payload pass its canonical bytes, so they are computed once.
+  const data = canonicalSigned ?? canonicalize(doc.signed, 'uptane');
   for (const s of doc.signatures) {
     let sig: Uint8Array;
     try {

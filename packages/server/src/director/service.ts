@@ -190,7 +190,7 @@ export class Director {
    */
   async metadata(namespace: string, deviceId: string, role: 'targets' | 'snapshot' | 'timestamp'): Promise<ServedFile> {
     const now = this.clock();
-    const row = await this.storage.store.getRoleMetadata(namespace, REPO, deviceId, role);
+    const row = await this.storage.store.getRoleMetadataCached(namespace, REPO, deviceId, role, now.getTime());
     if (row && row.outdated === 0 && !this.repos.needsRefresh(REPO, role, row.expires_at, now)) {
       return { bytes: row.bytes, checksum: row.checksum, version: row.version };
     }
@@ -323,11 +323,14 @@ export class Director {
       throw new ManifestRefused(400, 'invalid_signature', 'the manifest is not signed by the registered key of the primary ECU', true, primary.serial);
     }
     // Each ECU's report, with that ECU's key; every ECU of the inventory present.
+    const digests = new Map<string, string>();
     for (const [serial, report] of m.reports) {
       const ecu = bySerial.get(serial);
       if (!ecu)
         throw new ManifestRefused(400, 'unknown_ecu', `the manifest carries a report of ECU ${serial}, which is not registered for this device`, true, serial);
-      if (!verifySignedDocument(report.document, this.keyOf(ecu))) {
+      const payload = canonicalize(report.document.signed, 'uptane');
+      digests.set(serial, sha256Hex(payload));
+      if (!verifySignedDocument(report.document, this.keyOf(ecu), payload)) {
         throw new ManifestRefused(400, 'invalid_signature', `the report of ECU ${serial} is not signed by its registered key`, true, serial);
       }
     }
@@ -341,8 +344,7 @@ export class Director {
     const fresh = new Set<string>();
     for (const [serial, report] of m.reports) {
       const ecu = bySerial.get(serial) as EcuRow;
-      const digest = sha256Hex(canonicalize(report.document.signed, 'uptane'));
-      if (ecu.last_report_sha256 === digest) continue;
+      if (ecu.last_report_sha256 === digests.get(serial)) continue;
       if (report.counter === undefined) {
         if (ecu.report_counter !== null) {
           throw new ManifestRefused(400, 'missing_report_counter', `ECU ${serial} sent report counters before and none now`, true, serial);
@@ -385,7 +387,7 @@ export class Director {
       await store.updateEcu(namespace, deviceId, serial, {
         report_counter: report.counter ?? null,
         last_nonce: report.nonce ?? null,
-        last_report_sha256: sha256Hex(canonicalize(report.document.signed, 'uptane')),
+        last_report_sha256: digests.get(serial) ?? null,
         installed_filename: img.filename,
         installed_length: img.length,
         installed_hashes_json: JSON.stringify(img.hashes),
@@ -464,7 +466,7 @@ export class Director {
     return this.storage.transaction(async (store) => {
       const dialect = await this.dialect(store, namespace, true);
       const root = await this.repos.acceptRoot(store, namespace, REPO, dialect, body, ['targets', 'snapshot', 'timestamp'], now);
-      await store.db.updateTable('role_metadata').set({ outdated: 1 }).where('namespace', '=', namespace).where('repo', '=', REPO).execute();
+      await store.markRepositoryOutdated(namespace, REPO);
       return { version: root.signed.version };
     });
   }

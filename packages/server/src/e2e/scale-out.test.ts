@@ -42,6 +42,23 @@ describe('two instances on one PostgreSQL', () => {
     expect((await dev.sendManifest()).status).toBe(200);
   });
 
+  it('invalidate cached metadata across instances when an update is assigned', async () => {
+    const creds = await provisionDevice(a, 'cache-1');
+    const dev = new TestDevice(b.gatewayUrl, creds, 'cache-1', [makeEcu('c1', 'hw-cache')]);
+    await dev.registerEcus();
+    // B caches the empty targets.
+    const before = parseTargets((await dev.request('GET', '/director/targets.json')).body, 'uptane');
+    expect(before.signed.targets.size).toBe(0);
+    expect((await a.api('PUT', '/api/v1/user_repo/targets/cache.bin?hardwareIds=hw-cache', new Uint8Array(randomBytes(100)))).status).toBe(201);
+    expect((await a.api('POST', '/api/v1/updates', { image: 'cache.bin', devices: ['cache-1'] })).status).toBe(201);
+    let seen = 0;
+    for (let i = 0; i < 50 && seen === 0; i++) {
+      seen = parseTargets((await dev.request('GET', '/director/targets.json')).body, 'uptane').signed.targets.size;
+      if (seen === 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(seen).toBe(1);
+  });
+
   it('lose nothing under concurrent uploads to both instances', async () => {
     const uploads = Array.from({ length: 12 }, (_, i) =>
       (i % 2 === 0 ? a : b).api('PUT', `/api/v1/user_repo/targets/c-${i}.bin?hardwareIds=hw`, new Uint8Array(randomBytes(1000))),

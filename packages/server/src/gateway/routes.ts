@@ -108,8 +108,7 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
     const role = file === 'targets.json' ? 'targets' : file === 'snapshot.json' ? 'snapshot' : file === 'timestamp.json' ? 'timestamp' : undefined;
     if (!role) throw notFound('not_found', `no ${file}`);
     const f = await director.metadata(d.namespace, d.deviceId, role);
-    const dev = await services.storage.store.getDevice(d.namespace, d.deviceId);
-    if (dev) await registry.touch(d.namespace, dev);
+    await registry.seen(d.namespace, d.deviceId);
     metrics.inc('uptide_director_metadata_total', { role });
     return sendBytes(request, reply, f.bytes, f.checksum);
   });

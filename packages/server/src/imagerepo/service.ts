@@ -119,7 +119,7 @@ export class ImageRepository {
   /** targets, snapshot, timestamp or a delegated role; re-signed first when close to expiry. */
   async metadata(namespace: string, role: string): Promise<ServedFile | undefined> {
     const now = this.clock();
-    const row = await this.storage.store.getRoleMetadata(namespace, REPO, '', role);
+    const row = await this.storage.store.getRoleMetadataCached(namespace, REPO, '', role, now.getTime());
     if (!row) return undefined;
     if ((role === 'timestamp' || role === 'snapshot' || role === 'targets') && this.repos.needsRefresh(REPO, role, row.expires_at, now)) {
       await this.refresh(namespace);

@@ -228,12 +228,20 @@ export class Registry {
     return (await this.storage.store.getDeviceReport(namespace, deviceId, kind))?.body;
   }
 
-  async touch(namespace: string, device: DeviceRow): Promise<void> {
+  private readonly lastSeenWritten = new Map<string, number>();
+
+  /**
+   * Records that a device checked in. Writes at most once a minute per device
+   * and instance (remembered in memory), so check-ins stay cheap at fleet scale.
+   */
+  async seen(namespace: string, deviceId: string): Promise<void> {
     const now = this.clock().getTime();
-    // A check-in writes at most once a minute per device: cheap check-ins at fleet scale.
-    if (device.last_seen_at === null || now - device.last_seen_at > 60_000) {
-      await this.storage.store.updateDevice(namespace, device.id, { last_seen_at: now, activated_at: device.activated_at ?? now });
-    }
+    const key = `${namespace}\u0000${deviceId}`;
+    const last = this.lastSeenWritten.get(key);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.lastSeenWritten.size > 100_000) this.lastSeenWritten.clear();
+    this.lastSeenWritten.set(key, now);
+    await this.storage.store.markSeen(namespace, deviceId, now, now - 60_000);
   }
 
   async addEvents(namespace: string, deviceId: string, events: readonly EventInput[]): Promise<void> {

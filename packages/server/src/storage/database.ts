@@ -23,6 +23,12 @@ export interface Database {
   /** A safe description of where the data lives (no password). */
   readonly description: string;
   close(): Promise<void>;
+  /**
+   * PostgreSQL only: LISTEN on a channel with a dedicated connection, calling
+   * `onLost` whenever the connection drops (notifications may have been
+   * missed) and reconnecting. Returns a function that stops listening.
+   */
+  listen?(channel: string, onMessage: (payload: string) => void, onLost: () => void): Promise<() => Promise<void>>;
 }
 
 export interface OpenOptions {
@@ -75,7 +81,50 @@ async function openPostgres(url: string, options: OpenOptions): Promise<Database
   });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   await migrate(db, 'postgres', schema);
-  return { db, dialect: 'postgres', description: redact(url) + (schema ? ` (schema ${schema})` : ''), close: () => db.destroy() };
+  return {
+    db,
+    dialect: 'postgres',
+    description: redact(url) + (schema ? ` (schema ${schema})` : ''),
+    close: () => db.destroy(),
+    listen: (channel, onMessage, onLost) => listenPostgres(url, channel, onMessage, onLost),
+  };
+}
+
+async function listenPostgres(url: string, channel: string, onMessage: (payload: string) => void, onLost: () => void): Promise<() => Promise<void>> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error('invalid channel name');
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: url });
+    c.on('notification', (n) => {
+      if (n.channel === channel) onMessage(n.payload ?? '');
+    });
+    const lost = () => {
+      if (client !== c) return;
+      client = undefined;
+      onLost();
+      if (!stopped) retry = setTimeout(() => void connect().catch(() => undefined), 1000);
+    };
+    c.on('error', lost);
+    c.on('end', lost);
+    client = c;
+    try {
+      await c.connect();
+      await c.query(`listen ${channel}`);
+    } catch (err) {
+      lost();
+      throw err;
+    }
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retry) clearTimeout(retry);
+    const c = client;
+    client = undefined;
+    await c?.end().catch(() => undefined);
+  };
 }
 
 async function migrate(db: Kysely<DB>, dialect: SqlDialect, schema?: string): Promise<void> {

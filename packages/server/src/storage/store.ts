@@ -9,6 +9,7 @@
  */
 import { sql, type Expression, type Insertable, type Kysely, type Selectable, type SqlBool, type Transaction, type Updateable } from 'kysely';
 import type { Database, SqlDialect } from './database.js';
+import type { MetadataCache } from './metadata-cache.js';
 import type {
   AssignmentTable,
   DB,
@@ -51,11 +52,27 @@ function bytesOf<T extends { bytes: Uint8Array }>(row: T): T {
   return row;
 }
 
+/** The channel on which instances tell each other that cached metadata changed. */
+export const INVALIDATE_CHANNEL = 'uptide_invalidate';
+
 export class Store {
   constructor(
     readonly db: Executor,
     readonly dialect: SqlDialect,
+    readonly cache?: MetadataCache,
   ) {}
+
+  /**
+   * Evicts cached metadata of an owner here and, on PostgreSQL, in every other
+   * instance: the NOTIFY is part of the current transaction, so it is
+   * delivered when (and only if) the change commits.
+   */
+  private async invalidate(namespace: string, repo: string, owner: string): Promise<void> {
+    this.cache?.invalidate(namespace, repo, owner);
+    if (this.dialect === 'postgres') {
+      await sql`select pg_notify(${INVALIDATE_CHANNEL}, ${`${namespace}/${repo}/${owner}`})`.execute(this.db);
+    }
+  }
 
   /** Row lock helper: FOR UPDATE on PostgreSQL, nothing on SQLite (whose transactions are serialized). */
   private forUpdate<Q extends { forUpdate(): Q }>(q: Q, lock: boolean | undefined): Q {
@@ -221,11 +238,27 @@ export class Store {
     return this.forUpdate(q, lock).executeTakeFirst();
   }
 
+  /** Marks every owner's metadata of a repository outdated (e.g. after a Director root rotation). */
+  async markRepositoryOutdated(namespace: string, repo: string): Promise<void> {
+    await this.invalidate(namespace, repo, '*');
+    await this.db.updateTable('role_metadata').set({ outdated: 1 }).where('namespace', '=', namespace).where('repo', '=', repo).execute();
+  }
+
+  /** The cached row if fresh, else the database row (then cached). For check-ins: no query when unchanged. */
+  async getRoleMetadataCached(namespace: string, repo: string, owner: string, role: string, now: number): Promise<RoleMetadataRow | undefined> {
+    const hit = this.cache?.get(namespace, repo, owner, role, now);
+    if (hit) return hit;
+    const row = await this.getRoleMetadata(namespace, repo, owner, role);
+    if (row && this.cache) this.cache.set(row, now);
+    return row;
+  }
+
   async listRoleMetadata(namespace: string, repo: string, owner: string): Promise<RoleMetadataRow[]> {
     return this.db.selectFrom('role_metadata').selectAll().where('namespace', '=', namespace).where('repo', '=', repo).where('owner', '=', owner).execute();
   }
 
   async putRoleMetadata(row: Insertable<RoleMetadataTable>): Promise<void> {
+    await this.invalidate(row.namespace, row.repo, row.owner);
     await this.db
       .insertInto('role_metadata')
       .values(row)
@@ -243,6 +276,7 @@ export class Store {
   }
 
   async markOutdated(namespace: string, repo: string, owner: string): Promise<void> {
+    await this.invalidate(namespace, repo, owner);
     await this.db
       .updateTable('role_metadata')
       .set({ outdated: 1 })
@@ -381,6 +415,17 @@ export class Store {
 
   async updateDevice(namespace: string, id: string, set: Updateable<DeviceTable>): Promise<void> {
     await this.db.updateTable('devices').set(set).where('namespace', '=', namespace).where('id', '=', id).execute();
+  }
+
+  /** Sets last_seen_at (and activated_at the first time) unless it was set after `unlessAfter`. */
+  async markSeen(namespace: string, id: string, now: number, unlessAfter: number): Promise<void> {
+    await this.db
+      .updateTable('devices')
+      .set((eb) => ({ last_seen_at: now, activated_at: eb.fn.coalesce('activated_at', eb.val(now)) }))
+      .where('namespace', '=', namespace)
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', unlessAfter)]))
+      .execute();
   }
 
   async bumpDirectorGeneration(namespace: string, id: string): Promise<void> {
@@ -715,8 +760,25 @@ export class Store {
 /** Access to the database: a Store outside transactions, and transactions. */
 export class Storage {
   readonly store: Store;
-  constructor(readonly database: Database) {
-    this.store = new Store(database.db, database.dialect);
+  private stopListening: (() => Promise<void>) | undefined;
+
+  constructor(
+    readonly database: Database,
+    readonly cache?: MetadataCache,
+  ) {
+    this.store = new Store(database.db, database.dialect, cache);
+  }
+
+  /** On PostgreSQL, listens for other instances' invalidations (the cache is local otherwise). */
+  async startListening(): Promise<void> {
+    if (this.cache && this.database.listen) {
+      const cache = this.cache;
+      this.stopListening = await this.database.listen(
+        INVALIDATE_CHANNEL,
+        (payload) => cache.invalidatePayload(payload),
+        () => cache.clear(),
+      );
+    }
   }
 
   get dialect(): SqlDialect {
@@ -725,10 +787,11 @@ export class Storage {
 
   /** Runs `fn` in one transaction; everything it writes commits together or not at all. */
   async transaction<T>(fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.database.db.transaction().execute((trx) => fn(new Store(trx, this.database.dialect)));
+    return this.database.db.transaction().execute((trx) => fn(new Store(trx, this.database.dialect, this.cache)));
   }
 
-  close(): Promise<void> {
-    return this.database.close();
+  async close(): Promise<void> {
+    await this.stopListening?.();
+    await this.database.close();
   }
 }
