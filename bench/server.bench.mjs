@@ -13,10 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync, verify as cryptoVerify, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { request } from 'node:https';
 import Fastify from 'fastify';
 import { loadConfig, startServer } from '../packages/server/dist/index.js';
 import { dropPostgresSchema } from '../packages/server/dist/storage/database.js';
-import { LocalSigner, PublicKey, UNKNOWN_INSTALLED_IMAGE, buildEcuVersionReport, buildVehicleManifest, canonicalize } from '../packages/core/dist/index.js';
+import { LocalSigner, UNKNOWN_INSTALLED_IMAGE, buildEcuVersionReport, buildVehicleManifest, canonicalize } from '../packages/core/dist/index.js';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '5' }, db: { type: 'string', default: 'sqlite,postgres' }, devices: { type: 'string', default: '8' } },
@@ -47,8 +48,7 @@ async function api(server, token, method, path, body) {
 }
 
 function deviceRequest(base, creds, method, path, body) {
-  return new Promise(async (resolve, reject) => {
-    const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
     const u = new URL(base + path);
     const req = request(
       u,
