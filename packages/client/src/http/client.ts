@@ -256,11 +256,13 @@ export class HttpClient {
       let failure: Error | undefined;
       let connectTimer: NodeJS.Timeout | undefined;
       const req = lib.request(url, { method, headers, agent: this.agentFor(url) });
-      const monitor = new SpeedMonitor(this.options.minSpeed, (m) => fail(new SlowRetrievalError(`slow retrieval of ${urlText}: ${m}`)));
+      // Speed is measured on the body, from the response head on: a server slow to connect or
+      // to answer is a timeout (not necessarily an attack); one that trickles its body is slow retrieval.
+      let monitor: SpeedMonitor | undefined;
       const fail = (err: Error): void => {
         if (failure) return;
         failure = err;
-        monitor.stop();
+        monitor?.stop();
         if (connectTimer) clearTimeout(connectTimer);
         req.destroy(err);
         if (!settled) {
@@ -269,7 +271,7 @@ export class HttpClient {
         }
       };
       const finish = (): void => {
-        monitor.stop();
+        monitor?.stop();
         if (connectTimer) clearTimeout(connectTimer);
       };
       req.on('socket', (socket: Socket) => {
@@ -298,6 +300,7 @@ export class HttpClient {
       req.on('response', (res) => {
         if (connectTimer) clearTimeout(connectTimer);
         settled = true;
+        monitor = new SpeedMonitor(this.options.minSpeed, (m) => fail(new SlowRetrievalError(`slow retrieval of ${urlText}: ${m}`)));
         resolveOpen({ res, url: urlText, fail, finish, monitor, failure: () => failure });
       });
       req.end(payload);
