@@ -182,7 +182,7 @@ export class Provisioning {
         ...(input.ttlDays !== undefined ? { ttlDays: input.ttlDays } : {}),
       });
     } catch (err) {
-      if (err instanceof PkiError) throw badRequest('invalid_public_key', err.message);
+      if (err instanceof PkiError) throw badRequest(err.code === 'BAD_KEY' || err.code === 'UNSUPPORTED_ALGORITHM' ? 'invalid_public_key' : 'invalid_request', err.message);
       throw err;
     }
     await this.storage.store.insertCredential({
