@@ -55,6 +55,10 @@ beforeAll(async () => {
       await sleep(50);
     }
   });
+  routes.set('/late-head', async (_q, s) => {
+    await sleep(800);
+    s.writeHead(200, { 'content-length': '5' }).end('late!');
+  });
   routes.set('/stall', (_q, s) => {
     s.writeHead(200, { 'content-length': '100' });
     s.write('x');
@@ -128,6 +132,12 @@ describe('HttpClient', () => {
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(450);
     expect(took).toBeLessThan(3000);
+    c.close();
+  });
+
+  it('measures speed on the body: a late response head is not slow retrieval', async () => {
+    const c = client();
+    expect((await c.get(`${base}/late-head`, 100)).toString()).toBe('late!');
     c.close();
   });
 

@@ -60,9 +60,11 @@ export interface Ecu {
    * failures the Primary detected while acting for this ECU.
    */
   versionReport(attacks: readonly AttackReport[]): Promise<SignedDocument>;
-  /** Makes the new metadata available to the ECU; rejects when the ECU's own verification fails. */
+  /** Makes the new metadata available to the ECU (§5.4.2.6); rejects when the ECU's own verification fails. */
   putMetadata(bundle: MetadataBundle): Promise<void>;
-  /** Hands over the verified image and installs it. */
+  /** Hands over the verified image (§5.4.2.7); rejects when the ECU refuses it. */
+  putImage(image: ImageDelivery): Promise<void>;
+  /** Installs the image handed over (§5.4.3.5) and says how it went. */
   install(image: ImageDelivery, log: Logger): Promise<InstallOutcome>;
 }
 
@@ -101,6 +103,11 @@ export class PrimaryEcu implements Ecu {
 
   // The Primary verified everything itself (full verification) before this is called.
   putMetadata(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  // The verified image is already on the Primary's own disk.
+  putImage(): Promise<void> {
     return Promise.resolve();
   }
 

@@ -652,8 +652,10 @@ export class Primary {
     await this.events.add(ecuEvent('EcuInstallationStarted', ecu.serial, correlationId, undefined, this.now()));
     let outcome: InstallOutcome;
     try {
+      const image = { targetName: update.name, path: d.path, target: update.target, imageTarget: update.imageTarget, correlationId };
       await ecu.putMetadata(bundle);
-      outcome = await ecu.install({ targetName: update.name, path: d.path, target: update.target, imageTarget: update.imageTarget, correlationId }, this.log);
+      await ecu.putImage(image);
+      outcome = await ecu.install(image, this.log);
     } catch (err) {
       outcome = { success: false, code: err instanceof UptaneError ? 'VERIFICATION_FAILED' : 'INSTALL_FAILED', description: (err as Error).message };
     }
