@@ -326,4 +326,15 @@ describe('Primary update cycle', () => {
     expect(await primary.cycle()).toMatchObject({ ok: true, installed: ['b.bin'] });
     expect(readdirSync(join(setup.storage, 'downloads'))).toEqual([]);
   });
+
+  it('signs with an RSA ECU key when configured (RSA keytype, rsassa-pss)', async () => {
+    const { mock, setup, primary } = await start({}, { keyType: 'rsa2048' });
+    expect((await primary.cycle()).ok).toBe(true);
+    const key = (mock.registrations[0]?.body['ecus'] as JsonObject[])[0]?.['clientKey'] as JsonObject;
+    expect(key['keytype']).toBe('RSA');
+    expect(String((key['keyval'] as JsonObject)['public'])).toContain('BEGIN PUBLIC KEY');
+    const m = mock.manifestsOf(setup.deviceId).at(-1);
+    expect(m?.verified).toBe(true);
+    expect(m?.manifest?.document.signatures[0]?.method).toBe('rsassa-pss');
+  });
 });
