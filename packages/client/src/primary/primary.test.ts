@@ -2,12 +2,21 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseTargets, type JsonObject } from '@uptide/core';
+import {
+  buildEcuVersionReport,
+  generatePrivateKey,
+  LocalSigner,
+  parseTargets,
+  UNKNOWN_INSTALLED_IMAGE,
+  type InstalledImage,
+  type JsonObject,
+} from '@uptide/core';
 import { loadConfig } from '../config/config.js';
 import { RepoMock, newSigner, type RepoMockOptions } from '../testing/repo-mock.js';
 import { writeDeviceSetup, type DeviceSetup, type DeviceSetupOptions } from '../testing/device-setup.js';
 import { memoryLogger } from './log.js';
 import { Primary } from './primary.js';
+import type { Ecu, MetadataBundle } from './ecu.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -336,5 +345,50 @@ describe('Primary update cycle', () => {
     const m = mock.manifestsOf(setup.deviceId).at(-1);
     expect(m?.verified).toBe(true);
     expect(m?.manifest?.document.signatures[0]?.method).toBe('rsassa-pss');
+  });
+
+  it('drives further ECUs through the Ecu interface (a virtual Secondary): registration, reports, metadata, image, install', async () => {
+    const signer = new LocalSigner(await generatePrivateKey('ed25519'), 'uptane');
+    const got: { bundle?: MetadataBundle; image?: Buffer } = {};
+    let installed: InstalledImage | undefined;
+    let counter = 0;
+    const secondary: Ecu = {
+      serial: 'secondary-1',
+      hardwareId: 'board-b',
+      publicKey: signer.publicKey,
+      installedImage: () => installed,
+      versionReport: (attacks) =>
+        buildEcuVersionReport(
+          { ecuSerial: 'secondary-1', installedImage: installed ?? UNKNOWN_INSTALLED_IMAGE, latestVerifiedTime: new Date(), counter: ++counter, attacks },
+          signer,
+        ),
+      putMetadata: async (bundle) => void (got.bundle = bundle),
+      putImage: async (image) => void (got.image = readFileSync(image.path)),
+      install: async (image) => {
+        installed = { filename: image.targetName, length: image.target.length, hashes: { ...image.target.hashes } };
+        return { success: true, code: 'OK', description: 'virtual install' };
+      },
+    };
+    const mock = await RepoMock.start();
+    cleanups.push(() => mock.close());
+    const setup = writeDeviceSetup(mock);
+    const p = await Primary.open({ config: loadConfig(setup.configPath), log: memoryLogger(), retryDelayMs: 10, secondaries: [secondary] });
+    cleanups.push(() => p.close());
+    expect((await p.cycle()).ok).toBe(true);
+    expect((mock.registrations[0]?.body['ecus'] as JsonObject[]).map((e) => e['ecu_serial'])).toEqual([p.primaryEcu.serial, 'secondary-1']);
+    const image = randomBytes(1000);
+    await mock.addImage('b.bin', image, { hardwareIds: ['board-b'] });
+    await mock.assign(setup.deviceId, 'b.bin', { ecuSerial: 'secondary-1' });
+    expect(await p.cycle()).toMatchObject({ ok: true, installed: ['b.bin'] });
+    expect(got.image?.equals(image)).toBe(true);
+    expect(got.bundle?.director.roots).toHaveLength(1);
+    expect(parseTargets(got.bundle?.director.targets as Uint8Array, 'uptane').signed.targets.has('b.bin')).toBe(true);
+    expect(got.bundle?.image?.targets).toBeDefined();
+    const m = mock.manifestsOf(setup.deviceId).at(-1);
+    expect(m?.verified).toBe(true);
+    expect(m?.manifest?.reports.get('secondary-1')?.installedImage.filename).toBe('b.bin');
+    expect(m?.manifest?.installationReport?.items.map((i) => i.ecu)).toEqual(['secondary-1']);
+    // The Primary's own image is untouched.
+    expect(existsSync(setup.installedPath)).toBe(false);
   });
 });

@@ -72,6 +72,8 @@ export interface PrimaryOptions {
   readonly clock?: () => number;
   /** Delay between HTTP retries (tests shorten it). */
   readonly retryDelayMs?: number;
+  /** More ECUs of this vehicle (IP Secondaries), driven through the same Ecu interface. */
+  readonly secondaries?: readonly Ecu[];
 }
 
 export interface CycleError {
@@ -140,9 +142,14 @@ export class Primary {
     private readonly log: Logger,
     private readonly clock: () => number,
     private readonly retryDelayMs: number | undefined,
+    secondaries: readonly Ecu[],
   ) {
     this.events = new EventQueue(store, log);
-    this.ecusBySerial = new Map([[primaryEcu.serial, primaryEcu]]);
+    this.ecusBySerial = new Map<string, Ecu>([[primaryEcu.serial, primaryEcu]]);
+    for (const e of secondaries) {
+      if (this.ecusBySerial.has(e.serial)) throw new PrimaryError('BAD_ECU_ID', `two ECUs with the serial ${e.serial}`);
+      this.ecusBySerial.set(e.serial, e);
+    }
   }
 
   /** Opens the state directory, loads or creates the ECU key, and reports an install a power cut interrupted. */
@@ -170,8 +177,8 @@ export class Primary {
       if (store.state.primaryEcuSerial !== serial) await store.update(() => ({ primaryEcuSerial: serial }));
       const installer = createInstaller(config.installer);
       const ecu = new PrimaryEcu(serial, config.primary.hardwareId, signer, store, installer);
-      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs);
-      if (config.secondaries.length > 0) {
+      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, options.secondaries ?? []);
+      if (config.secondaries.length > 0 && (options.secondaries ?? []).length === 0) {
         log.warn('Secondaries are configured but not driven by this version of uptide-device; only the Primary ECU is updated', {
           secondaries: config.secondaries.length,
         });
