@@ -130,6 +130,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const gwPort = typeof gwAddr === 'object' && gwAddr ? gwAddr.port : config.devicePort;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const gatewayUrl = `${config.devicePlainHttp ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${gwPort}`;
+  // Ports 0 (tests, ephemeral runs): tell devices the ports actually bound, unless a public URL was configured.
+  if (config.devicePort === 0 && !config.gatewayUrlConfigured) provisioning.setUrls(gatewayUrl, adminUrlFor(adminPort));
+  else if (config.httpPort === 0) provisioning.setUrls(config.gatewayUrl, adminUrlFor(adminPort));
   if (config.devicePlainHttp) {
     log.warn(
       'THE DEVICE GATEWAY IS SERVING PLAIN HTTP WITHOUT DEVICE AUTHENTICATION (UPTIDE_DEVICE_PLAIN_HTTP). ANYONE CAN ACT AS ANY DEVICE. DEVELOPMENT ONLY.',

@@ -24,6 +24,8 @@ export interface ServerConfig {
   readonly publicHosts: readonly string[];
   /** The gateway URL devices are told to use (credentials, generated configs). */
   readonly gatewayUrl: string;
+  /** Whether gatewayUrl was set explicitly (otherwise it follows the port actually bound). */
+  readonly gatewayUrlConfigured: boolean;
   /** Key type for new repository keys. */
   readonly keyType: KeyType;
   /** Largest image accepted by an upload, in bytes. */
@@ -136,6 +138,7 @@ export function loadConfig(options: { env?: NodeJS.ProcessEnv; flags?: Raw; file
     devicePlainHttp,
     publicHosts,
     gatewayUrl,
+    gatewayUrlConfigured: raw.gatewayUrl !== undefined,
     keyType,
     maxImageBytes,
     logLevel,

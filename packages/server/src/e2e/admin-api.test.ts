@@ -368,7 +368,7 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect(zip.headers.get('content-type')).toBe('application/zip');
       const files = await unzip(zip.raw);
       expect([...files.keys()]).toEqual(expect.arrayContaining(['autoprov_credentials.p12', 'autoprov.url', 'server_ca.pem', 'root.json', 'tufrepo.url']));
-      expect(files.get('autoprov.url')?.toString().trim()).toBe(ts.config.gatewayUrl);
+      expect(files.get('autoprov.url')?.toString().trim()).toBe(ts.gatewayUrl);
       const info = await ts.api<{ imageRoot: unknown; directorRoot: unknown }>('GET', '/api/v1/provisioning/info');
       expect(info.body.imageRoot).toBeTruthy();
       expect(info.body.directorRoot).toBeTruthy();

@@ -78,8 +78,13 @@ export class Provisioning {
     private readonly imageRepo: ImageRepository,
     private readonly director: Director,
     private readonly clock: () => Date,
-    private readonly options: { readonly dataDir: string; readonly gatewayUrl: string; readonly adminUrl: string; readonly publicHosts: readonly string[] },
+    private options: { readonly dataDir: string; readonly gatewayUrl: string; readonly adminUrl: string; readonly publicHosts: readonly string[] },
   ) {}
+
+  /** The URLs devices and tools are told, once the server knows its ports (they may have been 0: any free port). */
+  setUrls(gatewayUrl: string, adminUrl: string): void {
+    this.options = { ...this.options, gatewayUrl, adminUrl };
+  }
 
   private async loadPair(setting: string, create: () => Promise<StoredPair>): Promise<StoredPair> {
     const existing = await this.storage.store.getSetting(setting);
