@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { canonicalize as tufjsCanonicalize } from '@tufjs/canonical-json';
-import { canonicalString, canonicalize, cloneStrictJson, compareCodePoints, parseJson, serializeJson, type JsonValue } from './json.js';
+import {
+  canonicalString,
+  canonicalize,
+  cloneStrictJson,
+  compareCodePoints,
+  parseJson,
+  referenceCanonicalString,
+  serializeJson,
+  type JsonValue,
+} from './json.js';
 import { JsonError } from './errors.js';
 
 describe('canonical JSON', () => {
@@ -80,6 +89,90 @@ describe('canonical JSON', () => {
         }),
         { numRuns: 500 },
       );
+    });
+  });
+
+  describe('the fast path agrees with the reference encoder', () => {
+    // Keys and strings chosen to hit every case the fast path must hand over: index-like keys, non-ASCII,
+    // astral characters, controls, backslashes before escape letters, and lone surrogates.
+    const piece = fc.constantFrom(
+      'a',
+      'B',
+      '0',
+      '7',
+      '10',
+      '9',
+      '-1',
+      '01',
+      '4294967295',
+      'é',
+      '\uffff',
+      '\ue000',
+      '😀',
+      '\n',
+      '\u0001',
+      '\u007f',
+      '\\',
+      '\\u',
+      '\\n',
+      '"',
+      '/',
+      '\u2028',
+      '__proto__',
+      'toJSON',
+      '\ud800',
+      '\udc00',
+    );
+    const str = fc.array(piece, { maxLength: 4 }).map((a) => a.join(''));
+    const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+      v: fc.oneof(
+        { depthSize: 'small', maxDepth: 4 },
+        str,
+        fc.integer({ min: -1000, max: 1000 }),
+        fc.constantFrom(0, -0, Number.MAX_SAFE_INTEGER, true, false, null),
+        fc.array(tie('v'), { maxLength: 4 }),
+        fc.dictionary(str, tie('v'), { maxKeys: 5 }),
+      ),
+    })).v;
+
+    it.each(['tuf', 'uptane'] as const)('%s: canonicalString equals referenceCanonicalString, or both throw JsonError', (form) => {
+      fc.assert(
+        fc.property(value, (v) => {
+          let expected: string | JsonError;
+          try {
+            expected = referenceCanonicalString(v, form);
+          } catch (err) {
+            expect(err).toBeInstanceOf(JsonError);
+            expected = err as JsonError;
+          }
+          if (expected instanceof JsonError) expect(() => canonicalString(v, form)).toThrow(JsonError);
+          else expect(canonicalString(v, form)).toBe(expected);
+        }),
+        { numRuns: 3000 },
+      );
+    });
+
+    it('serializeJson equals the reference serialization', () => {
+      fc.assert(
+        fc.property(value, (v) => {
+          let ok = true;
+          try {
+            referenceCanonicalString(v, 'uptane');
+          } catch {
+            ok = false;
+          }
+          fc.pre(ok);
+          expect(Buffer.from(serializeJson(v, 'uptane')).toString()).toBe(referenceCanonicalString(v, 'uptane'));
+          const tuf = Buffer.from(serializeJson(v, 'tuf')).toString();
+          expect(parseJson(tuf)).toEqual(normalizeZero(v));
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it('orders index-like keys as strings, not numerically as the engine does', () => {
+      expect(canonicalString({ 9: 1, 10: 2, a: 3 }, 'uptane')).toBe('{"10":2,"9":1,"a":3}');
+      expect(canonicalString({ 9: 1, 10: 2, a: 3 }, 'tuf')).toBe('{"10":2,"9":1,"a":3}');
     });
   });
 

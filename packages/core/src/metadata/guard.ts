@@ -43,7 +43,7 @@ export function expectInteger(v: JsonValue | undefined, path: string, min = 0): 
 
 export function expectStringArray(v: JsonValue | undefined, path: string): string[] {
   const arr = expectArray(v, path);
-  arr.forEach((item, i) => expectString(item, `${path}[${i}]`));
+  for (let i = 0; i < arr.length; i++) if (typeof arr[i] !== 'string') expectString(arr[i], `${path}[${i}]`); // the path only for the error
   return arr as string[];
 }
 

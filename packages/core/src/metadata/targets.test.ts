@@ -105,6 +105,7 @@ describe('target entries', () => {
     expect(md.signed.find(composed)).toBe(md.signed.targets.get(decomposed));
     expect(md.signed.find(decomposed)).toBe(md.signed.targets.get(decomposed));
     expect(md.signed.find('cafe.bin')).toBeUndefined();
+    expect(md.signed.find(composed)).toBe(md.signed.targets.get(decomposed)); // again, from the index built on the miss
     const err = catchUptaneError(() => parseTargets(targetsDoc({ targets: { [composed]: entry, [decomposed]: entry } }), 'uptane'));
     expect(err.path).toBe(`signed.targets[${JSON.stringify(decomposed)}]`);
     expect(catchUptaneError(() => parseTargets(targetsDoc({ targets: { '': entry } }), 'uptane')).path).toBe('signed.targets[""]');

@@ -37,8 +37,11 @@ function parseHashes(v: JsonValue | undefined, path: string): Record<string, str
   if (keys.length === 0) throw new FormatError(`${path} must list at least one hash`, { path });
   const out: Record<string, string> = {};
   for (const k of keys) {
-    const h = expectString(o[k], pathKey(path, k));
-    if (h.length === 0 || !isHex(h)) throw new FormatError(`${pathKey(path, k)} must be a hex digest`, { path: pathKey(path, k) });
+    const h = o[k];
+    if (typeof h !== 'string' || h.length === 0 || !isHex(h)) {
+      const p = pathKey(path, k);
+      throw new FormatError(typeof h !== 'string' ? `${p} must be a string` : `${p} must be a hex digest`, { path: p });
+    }
     setOwn(out, k, h);
   }
   return out;
@@ -414,10 +417,16 @@ export class Targets extends Signed {
   find(name: string): TargetFile | undefined {
     const direct = this.targets.get(name);
     if (direct) return direct;
-    const nfc = name.normalize('NFC');
-    for (const [k, t] of this.targets) if (k.normalize('NFC') === nfc) return t;
-    return undefined;
+    // Built on the first miss: a delegation search asks every role along the way, and scanning
+    // 10,000 names per question would make a miss cost far more than a hit.
+    if (!this.nfcIndex) {
+      this.nfcIndex = new Map();
+      for (const [k, t] of this.targets) this.nfcIndex.set(k.normalize('NFC'), t);
+    }
+    return this.nfcIndex.get(name.normalize('NFC'));
   }
+
+  private nfcIndex: Map<string, TargetFile> | undefined;
 
   static fromJSON(obj: JsonObject, dialect: Dialect): Targets {
     const common = parseCommon(obj, 'targets', dialect);
@@ -425,13 +434,23 @@ export class Targets extends Signed {
     const targets = new Map<string, TargetFile>();
     const seen = new Set<string>();
     for (const name of Object.keys(tObj)) {
-      const path = pathKey('signed.targets', name);
-      if (name.length === 0) throw new FormatError('signed.targets has an empty target name', { path });
+      if (name.length === 0) throw new FormatError('signed.targets has an empty target name', { path: pathKey('signed.targets', name) });
       // Two names that are equal once normalized would make lookups ambiguous.
       const nfc = name.normalize('NFC');
-      if (seen.has(nfc)) throw new FormatError(`${path} duplicates another target name after NFC normalization`, { path });
+      if (seen.has(nfc)) {
+        const path = pathKey('signed.targets', name);
+        throw new FormatError(`${path} duplicates another target name after NFC normalization`, { path });
+      }
       seen.add(nfc);
-      targets.set(name, TargetFile.fromJSON(name, tObj[name], path));
+      let entry: TargetFile;
+      try {
+        // Paths are built only for the error: with 10,000 entries, building them eagerly costs more than the checks.
+        entry = TargetFile.fromJSON(name, tObj[name], '');
+      } catch (err) {
+        if (err instanceof FormatError) TargetFile.fromJSON(name, tObj[name], pathKey('signed.targets', name)); // throws the same error, with its path
+        throw err;
+      }
+      targets.set(name, entry);
     }
     const delegations = obj['delegations'] === undefined ? undefined : Delegations.fromJSON(obj['delegations'], 'signed.delegations', dialect);
     let custom: JsonObject | undefined;

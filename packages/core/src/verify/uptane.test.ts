@@ -414,6 +414,12 @@ describe.each(dialects)('partial verification (%s)', (dialect) => {
     expect(r.acceptedRoots).toHaveLength(1);
     expect(Buffer.from(r.root).equals(Buffer.from(repo.roots[1] as Uint8Array))).toBe(true);
     expect(r.target?.name).toBe('secondary_2.0');
+    // A new root above the root byte limit is refused before it is parsed (endless data).
+    expectError(
+      catchUptaneError(() => partialVerification({ ...base(repo), newRoots: [repo.roots[1] as Uint8Array], limits: { rootBytes: 100 } })),
+      EndlessDataError,
+      'ENDLESS_DATA',
+    );
     // A root not signed by the held root's keys is refused.
     const rogue = await TestRepo.create({ dialect, director: true, name: 'rogue' });
     const rogue2 = await rogue.rotateRoot();

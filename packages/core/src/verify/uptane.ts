@@ -338,7 +338,7 @@ export function partialVerification(input: PartialVerificationInput): PartialVer
   for (const r of input.newRoots ?? []) {
     const parsedVersion = repo.rootVersion;
     // Roots the ECU already has (same or older version) are skipped, not errors.
-    if (peekVersion(r) <= parsedVersion) continue;
+    if (peekVersion(r, limits.rootBytes) <= parsedVersion) continue;
     repo.updateRoot(r);
     acceptedRoots.push(r);
   }
@@ -373,7 +373,9 @@ export function partialVerification(input: PartialVerificationInput): PartialVer
   return { root: repo.state().root, acceptedRoots, targets, target: mine };
 }
 
-function peekVersion(bytes: Uint8Array): number {
+function peekVersion(bytes: Uint8Array, maxBytes: number): number {
+  // Too big to parse: updateRoot refuses it (endless data) before parsing anything.
+  if (bytes.byteLength > maxBytes) return Number.MAX_SAFE_INTEGER;
   try {
     const doc = parseJson(bytes) as { signed?: { version?: unknown } };
     const v = doc.signed?.version;
