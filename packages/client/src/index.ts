@@ -1,1 +1,14 @@
-export {};
+/**
+ * @uptide/client: the device side of Uptide. The Primary (`uptide-device`),
+ * the aktualizr IP-Secondary protocol, installers, the plain TUF client
+ * (`uptide-tuf`) and their building blocks. Depends on @uptide/core only.
+ */
+export { Primary, PrimaryError, installationReport, type PrimaryOptions, type CycleResult, type CycleError } from './primary/primary.js';
+export { PrimaryEcu, type Ecu, type MetadataBundle, type ImageDelivery, type RepositoryMetadata } from './primary/ecu.js';
+export { createLogger, silentLogger, memoryLogger, type Logger, type LogLevel } from './primary/log.js';
+export { loadConfig, parseConfigText, endpoints, ConfigError, type DeviceConfig } from './config/config.js';
+export { HttpClient, HttpError } from './http/client.js';
+export { StateStore } from './state/store.js';
+export { createInstaller, FileInstaller, CommandInstaller, type Installer } from './installers/index.js';
+export { TufUpdater, HttpRepositorySource as TufHttpSource, TUF_CLIENT_LIMITS } from './tuf/updater.js';
+export * from './secondary/protocol/index.js';
