@@ -214,10 +214,25 @@ describe.skipIf(!AKTUALIZR)('unmodified aktualizr against uptide-server', () => 
     expect(again.body.counts['completed']).toBe(1);
   }
 
-  /** A device with credentials issued by the admin API (aktualizr's DeviceCred mode). */
-  async function deviceCredentials(deviceId: string, uptane: string): Promise<{ dir: string; config: string }> {
+  /**
+   * A device with credentials issued by the admin API (aktualizr's DeviceCred
+   * mode). With `pinRoots`, the initial Director and Image roots are imported
+   * from `[import] base_path` instead of trusted on first use.
+   */
+  async function deviceCredentials(deviceId: string, uptane: string, pinRoots = false): Promise<{ dir: string; config: string }> {
     const dir = join(work, deviceId);
     mkdirSync(join(dir, 'import'), { recursive: true });
+    if (pinRoots) {
+      for (const [path, file] of [
+        ['/api/v1/admin/repo/1.root.json', 'director/root.json'],
+        ['/api/v1/user_repo/1.root.json', 'repo/root.json'],
+      ] as const) {
+        const root = await server.api('GET', path);
+        expect(root.status).toBe(200);
+        mkdirSync(dirname(join(dir, 'import', file)), { recursive: true });
+        writeFileSync(join(dir, 'import', file), root.raw);
+      }
+    }
     const creds = await server.api<{ certificate: string; privateKey: string; serverCa: string; gatewayUrl: string }>(
       'POST',
       `/api/v1/devices/${deviceId}/credentials`,
@@ -249,12 +264,15 @@ ${commonToml(dir, uptane)}`,
     return { dir, config };
   }
 
-  it('updates a device with device credentials and an Ed25519 Uptane key', async () => {
-    const { dir, config } = await deviceCredentials('akt-ed25519', 'key_type = "ED25519"');
+  it('updates a device with device credentials, an Ed25519 Uptane key and pinned initial roots', async () => {
+    const { dir, config } = await deviceCredentials('akt-ed25519', 'key_type = "ED25519"', true);
     await updateCycle(dir, config, async () => 'akt-ed25519');
+    const firstRun = readFileSync(join(dir, 'run-1-register.log'), 'latin1');
+    expect(firstRun).toContain('Imported initial director root keys');
+    expect(firstRun).toContain('Imported initial image root keys');
   }, 300_000);
 
-  it('updates a device with device credentials and the default RSA Uptane key', async () => {
+  it('updates a device with device credentials and the default RSA Uptane key (roots trusted on first use)', async () => {
     const { dir, config } = await deviceCredentials('akt-rsa', '');
     await updateCycle(dir, config, async () => 'akt-rsa');
   }, 300_000);
