@@ -331,7 +331,20 @@ describe('path patterns', () => {
     expect(pathMatches('[!]]', 'a', 'uptane')).toBe(true);
     expect(pathMatches('[!]', '[!]', 'uptane')).toBe(true);
     expect(pathMatches('[a-]', '-', 'uptane')).toBe(true);
-    expect(pathMatches('\\', '\\', 'uptane')).toBe(true);
+    expect(pathMatches('\\', '\\', 'uptane')).toBe(true); // a trailing backslash is itself
+  });
+
+  it('uptane reads patterns as C fnmatch does (backslash escapes, [^...]); tuf as Python fnmatch does', () => {
+    expect(pathMatches('a\\*', 'a*', 'uptane')).toBe(true);
+    expect(pathMatches('a\\*', 'ab', 'uptane')).toBe(false);
+    expect(pathMatches('a\\*', 'a\\b', 'tuf')).toBe(true); // Python: a literal backslash, then a star
+    expect(pathMatches('[^a]', 'b', 'uptane')).toBe(true);
+    expect(pathMatches('[^a]', 'a', 'uptane')).toBe(false);
+    expect(pathMatches('[^a]', '^', 'tuf')).toBe(true);
+    expect(pathMatches('[^a]', 'b', 'tuf')).toBe(false);
+    expect(pathMatches('[\\]]', ']', 'uptane')).toBe(true);
+    expect(pathMatches('[a\\-c]', 'b', 'uptane')).toBe(false); // an escaped dash is not a range
+    expect(pathMatches('[a\\-c]', '-', 'uptane')).toBe(true);
     expect(pathMatches('caf\u00e9/*', 'cafe\u0301/x', 'tuf')).toBe(true); // NFC on both sides
     expect(pathMatches('😀?', '😀😀', 'uptane')).toBe(true); // ? is one code point
     expect(globToRegExp('x*', false).test('xyz')).toBe(true);
@@ -344,11 +357,16 @@ describe('path patterns', () => {
   });
 
   it('agrees with its RegExp form on random patterns', () => {
-    const alphabet = fc.constantFrom('a', 'b', '/', '*', '?', '[', ']', '!', '-');
+    const alphabet = fc.constantFrom('a', 'b', '/', '*', '?', '[', ']', '!', '-', '\\', '^');
     fc.assert(
-      fc.property(fc.string({ unit: alphabet, maxLength: 8 }), fc.string({ unit: fc.constantFrom('a', 'b', '/', '-', ']', '!'), maxLength: 8 }), (p, name) => {
-        expect(pathMatches(p, name, 'uptane')).toBe(globToRegExp(p, true).test(name));
-      }),
+      fc.property(
+        fc.string({ unit: alphabet, maxLength: 8 }),
+        fc.string({ unit: fc.constantFrom('a', 'b', '/', '-', ']', '!', '\\', '^'), maxLength: 8 }),
+        (p, name) => {
+          expect(pathMatches(p, name, 'uptane')).toBe(globToRegExp(p, true).test(name));
+          if (!p.includes('/') && !name.includes('/')) expect(pathMatches(p, name, 'tuf')).toBe(globToRegExp(p, false).test(name));
+        },
+      ),
       { numRuns: 2000 },
     );
   });

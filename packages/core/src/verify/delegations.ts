@@ -37,19 +37,21 @@ type SearchResult = { found: ResolvedTarget } | { terminated: true } | undefined
 
 /**
  * Path matching differs between the dialects on purpose:
- * - uptane: aktualizr uses fnmatch without flags, so `*` also matches `/`;
- * - tuf: the TUF specification (and python-tuf) match segment by segment, so
- *   `*` never crosses a `/` and the number of segments must be equal.
+ * - uptane: aktualizr calls C fnmatch without flags, so `*` also matches `/`,
+ *   a backslash escapes the next character and `[^…]` negates like `[!…]`;
+ * - tuf: the TUF specification (python-tuf, Python's fnmatch) matches segment
+ *   by segment, so `*` never crosses a `/` and the number of segments must be
+ *   equal; a backslash is an ordinary character.
  * Both pattern and name are compared in NFC (uptane-standard.md §5.2).
  */
 export function pathMatches(pattern: string, target: string, dialect: Dialect): boolean {
   const pat = pattern.normalize('NFC');
   const name = target.normalize('NFC');
-  if (dialect === 'uptane') return globMatch(tokenizeGlob(pat), Array.from(name));
+  if (dialect === 'uptane') return globMatch(tokenizeGlob(pat, true), Array.from(name));
   const ps = pat.split('/');
   const ts = name.split('/');
   if (ps.length !== ts.length) return false;
-  return ps.every((p, i) => globMatch(tokenizeGlob(p), Array.from(ts[i] as string)));
+  return ps.every((p, i) => globMatch(tokenizeGlob(p, false), Array.from(ts[i] as string)));
 }
 
 type GlobToken =
@@ -59,13 +61,15 @@ type GlobToken =
   | { readonly kind: 'class'; readonly negate: boolean; readonly ranges: ReadonlyArray<readonly [number, number]> };
 
 /**
- * Reads an fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`) the way Python's
- * fnmatch.translate does (python-tuf): a `]` right after `[` or `[!` is a
- * literal, an unclosed `[` is a literal, reversed ranges are dropped, and a
- * class left empty never matches (a negated empty class matches any character).
+ * Reads an fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`). Odd cases follow
+ * Python's fnmatch and C fnmatch alike: a `]` right after `[` or `[!` is a
+ * literal, an unclosed `[` is a literal, a reversed range matches nothing and
+ * a class left empty never matches. `cStyle` adds C's backslash escapes and
+ * `[^…]`.
  */
-function tokenizeGlob(glob: string): GlobToken[] {
+function tokenizeGlob(glob: string, cStyle: boolean): GlobToken[] {
   const chars = Array.from(glob); // code points, so astral characters stay whole
+  const cp = (c: string): number => c.codePointAt(0) as number;
   const n = chars.length;
   const out: GlobToken[] = [];
   let i = 0;
@@ -74,30 +78,39 @@ function tokenizeGlob(glob: string): GlobToken[] {
     if (c === '*') {
       if (out[out.length - 1]?.kind !== 'star') out.push({ kind: 'star' });
     } else if (c === '?') out.push({ kind: 'one' });
+    else if (c === '\\' && cStyle && i < n) out.push({ kind: 'literal', cp: cp(chars[i++] as string) });
     else if (c === '[') {
       let j = i;
-      if (chars[j] === '!') j++;
-      if (chars[j] === ']') j++;
-      while (j < n && chars[j] !== ']') j++;
-      if (j >= n) {
+      const negate = chars[j] === '!' || (cStyle && chars[j] === '^');
+      if (negate) j++;
+      // Members, with whether each was an unescaped '-' (a range operator when between two members).
+      const members: Array<{ cp: number; dash: boolean }> = [];
+      let closed = false;
+      for (let first = true; j < n; first = false, j++) {
+        const m = chars[j] as string;
+        if (m === ']' && !first) {
+          closed = true;
+          break;
+        }
+        if (m === '\\' && cStyle && j + 1 < n) members.push({ cp: cp(chars[++j] as string), dash: false });
+        else members.push({ cp: cp(m), dash: m === '-' });
+      }
+      if (!closed) {
         out.push({ kind: 'literal', cp: 0x5b });
         continue;
       }
-      let body = chars.slice(i, j).map((x) => x.codePointAt(0) as number);
       i = j + 1;
-      const negate = body[0] === 0x21; // !
-      if (negate) body = body.slice(1);
       const ranges: Array<[number, number]> = [];
-      for (let k = 0; k < body.length; k++) {
-        const lo = body[k] as number;
-        const hi = body[k + 2];
-        if (body[k + 1] === 0x2d /* - */ && hi !== undefined) {
-          if (lo <= hi) ranges.push([lo, hi]);
+      for (let k = 0; k < members.length; k++) {
+        const lo = (members[k] as { cp: number }).cp;
+        const hi = members[k + 2];
+        if (members[k + 1]?.dash && hi !== undefined) {
+          if (lo <= hi.cp) ranges.push([lo, hi.cp]);
           k += 2;
         } else ranges.push([lo, lo]);
       }
       out.push({ kind: 'class', negate, ranges });
-    } else out.push({ kind: 'literal', cp: c.codePointAt(0) as number });
+    } else out.push({ kind: 'literal', cp: cp(c) });
   }
   return out;
 }
@@ -145,15 +158,16 @@ function globMatch(tokens: readonly GlobToken[], text: readonly string[]): boole
 
 /**
  * The same fnmatch pattern as an anchored RegExp (for callers that want one;
- * the verifier itself uses the linear matcher above). Every class character is
- * escaped, so no pattern makes the RegExp constructor throw.
+ * the verifier itself uses the linear matcher above): `starCrossesSlash` true
+ * reads it as the uptane dialect does (C fnmatch), false as one tuf segment.
+ * Every character is escaped, so no pattern makes the RegExp constructor throw.
  */
 export function globToRegExp(glob: string, starCrossesSlash: boolean): RegExp {
   const star = starCrossesSlash ? '[\\s\\S]*' : '[^/]*';
   const one = starCrossesSlash ? '[\\s\\S]' : '[^/]';
   const hex = (cp: number): string => `\\u{${cp.toString(16)}}`;
   let re = '';
-  for (const t of tokenizeGlob(glob)) {
+  for (const t of tokenizeGlob(glob, starCrossesSlash)) {
     if (t.kind === 'star') re += star;
     else if (t.kind === 'one') re += one;
     else if (t.kind === 'literal') re += hex(t.cp);
