@@ -56,6 +56,8 @@ export interface StartOptions {
   readonly clock?: () => Date;
   /** A pino logger; default: JSON to stderr at config.logLevel. */
   readonly logger?: Logger;
+  /** Where the default logger writes (default stderr); tests capture the production logger's output with it. */
+  readonly logDestination?: pino.DestinationStream;
 }
 
 async function keyPassphrase(config: ServerConfig, log: Logger): Promise<string> {
@@ -72,9 +74,13 @@ async function keyPassphrase(config: ServerConfig, log: Logger): Promise<string>
   return generated;
 }
 
+/** The server's logger: JSON at config.logLevel, with secrets that could appear in logged objects redacted. */
+export function createLogger(config: Pick<ServerConfig, 'logLevel'>, destination: pino.DestinationStream): Logger {
+  return pino({ level: config.logLevel, redact: ['req.headers.authorization', '*.privateKey', '*.token', '*.key'] }, destination);
+}
+
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
-  const log =
-    options.logger ?? pino({ level: config.logLevel, redact: ['req.headers.authorization', '*.privateKey', '*.token', '*.key'] }, pino.destination(2));
+  const log = options.logger ?? createLogger(config, options.logDestination ?? pino.destination(2));
   const clock = options.clock ?? (() => new Date());
   await fsp.mkdir(config.dataDir, { recursive: true });
   const database = await openDatabase(config.databaseUrl, config.databaseSchema ? { schema: config.databaseSchema } : {});
@@ -86,7 +92,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const blobs = new FileBlobStore(join(config.dataDir, 'blobs'));
   const imageRepo = new ImageRepository(storage, repos, blobs, clock);
   const director = new Director(storage, repos, clock);
-  const updates = new Updates(storage, clock);
+  const updates = new Updates(storage, clock, imageRepo);
   const registry = new Registry(storage, clock);
   const tokens = new Tokens(storage, clock);
   const metrics = new Metrics();

@@ -58,6 +58,10 @@ export interface TestServerOptions {
   readonly jobs?: boolean;
   /** The admin token to use when this start does not create one (another instance did). */
   readonly token?: string;
+  /** Settings to override after the test defaults (e.g. maxImageBytes, logLevel). */
+  readonly config?: Partial<ServerConfig>;
+  /** Capture the production logger's output (use with config.logLevel). */
+  readonly logDestination?: import('pino').DestinationStream;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -78,8 +82,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       ...(db === 'postgres' ? { databaseUrl: PG_URL, databaseSchema: schema } : {}),
     },
   });
-  const config: ServerConfig = { ...base, scryptN: 1024 };
-  const server = await startServer(config, options.clock ? { clock: options.clock } : {});
+  const config: ServerConfig = { ...base, scryptN: 1024, ...options.config };
+  const server = await startServer(config, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.logDestination ? { logDestination: options.logDestination } : {}),
+  });
   const token = server.firstToken ?? options.token ?? (await import('node:fs')).readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
   const adminUrl = server.adminUrl;
   // Devices are told this URL; tests use the real port.
