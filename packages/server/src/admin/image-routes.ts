@@ -361,7 +361,7 @@ export async function imageRoutes(app: FastifyInstance, services: Services): Pro
 
 /** An image by filename, or by `NAME@VERSION` (which must name exactly one). */
 export async function resolveImage(services: Services, namespace: string, key: string): Promise<TargetRow> {
-  const direct = await services.imageRepo.getTarget(namespace, key);
+  const direct = await services.imageRepo.lookupTarget(services.storage.store, namespace, key);
   if (direct) return direct;
   const at = key.lastIndexOf('@');
   if (at > 0) {

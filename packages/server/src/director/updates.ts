@@ -63,10 +63,16 @@ function deviceStatus(ecus: readonly { status: string }[]): string {
   return 'completed';
 }
 
+/** How the Director looks up what the Image repository lists (top-level or delegated). */
+export interface TargetLookup {
+  lookupTarget(store: Store, namespace: string, filename: string): Promise<TargetRow | undefined>;
+}
+
 export class Updates {
   constructor(
     private readonly storage: Storage,
     private readonly clock: () => Date,
+    private readonly images: TargetLookup,
   ) {}
 
   /** Creates a multi-target update; every image must be on the Image repository with that length and hash. */
@@ -75,7 +81,7 @@ export class Updates {
     if (hwids.length === 0) throw badRequest('invalid_update', 'an update needs at least one hardware id');
     for (const hw of hwids) {
       const spec = targets[hw] as UpdateTargetSpec;
-      const t = await this.storage.store.getTarget(namespace, spec.to.target);
+      const t = await this.images.lookupTarget(this.storage.store, namespace, spec.to.target);
       if (!t) throw notFound('target_not_found', `the Image repository does not list ${spec.to.target}`);
       if (spec.to.checksum.method !== 'sha256' || spec.to.checksum.hash.toLowerCase() !== t.sha256 || spec.to.targetLength !== t.length) {
         throw badRequest('target_mismatch', `${spec.to.target}: checksum or length differ from the Image repository's`);
@@ -128,7 +134,7 @@ export class Updates {
       const notAffected: Array<{ device: string; reason: string }> = [];
       const targetCache = new Map<string, TargetRow | undefined>();
       const targetOf = async (filename: string) => {
-        if (!targetCache.has(filename)) targetCache.set(filename, await store.getTarget(namespace, filename));
+        if (!targetCache.has(filename)) targetCache.set(filename, await this.images.lookupTarget(store, namespace, filename));
         return targetCache.get(filename);
       };
       for (const deviceId of unique) {

@@ -281,6 +281,12 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       const good = await Metadata.create(supplierTargets, 'uptane', [supplier]);
       expect((await ts.api('PUT', '/api/v1/user_repo/delegations/supplier.json', good.toJSON())).status).toBe(200);
       expect((await ts.api('PUT', '/api/v1/user_repo/delegations/supplier.json', good.toJSON())).status).toBe(409);
+      // The Director can direct a supplier's image that only a delegated role lists.
+      const mtu = await ts.api('POST', '/api/v1/multi_target_updates', {
+        targets: { hw1: { to: { target: 'supplier/ecu.bin', checksum: { method: 'sha256', hash: 'b'.repeat(64) }, targetLength: 3 }, targetFormat: 'BINARY' } },
+      });
+      expect(mtu.status).toBe(201);
+      expect((await ts.api('GET', '/api/v1/images/supplier/ecu.bin')).status).toBe(200);
       const snapshot = JSON.parse((await ts.api<Buffer>('GET', '/api/v1/user_repo/snapshot.json')).raw.toString()) as {
         signed: { meta: Record<string, unknown> };
       };

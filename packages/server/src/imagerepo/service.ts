@@ -563,9 +563,32 @@ export class ImageRepository {
     });
   }
 
+  /**
+   * A target as the Image repository lists it: the top-level targets first,
+   * else any delegated role's file (a supplier's image), in the shape of a
+   * target row. The device resolves delegations itself; this is the
+   * Director's sanity check that what it assigns exists, with its length,
+   * hashes, hardware ids and release counter.
+   */
+  async lookupTarget(store: Store, namespace: string, filename: string): Promise<TargetRow | undefined> {
+    const row = await store.getTarget(namespace, filename);
+    if (row) return row;
+    const repo = await store.getRepository(namespace, REPO);
+    if (!repo) return undefined;
+    for (const r of await store.listRoleMetadata(namespace, REPO, '')) {
+      if (['targets', 'snapshot', 'timestamp'].includes(r.role)) continue;
+      const tf = parseTargets(r.bytes, repo.dialect as Dialect).signed.find(filename);
+      if (!tf) continue;
+      const upload = await store.getUpload(namespace, filename);
+      const built = await this.rowFromTargetFile(store, namespace, filename, tf, r.updated_at);
+      return { ...built, blob_id: upload && upload.sha256 === built.sha256 ? upload.blob_id : null };
+    }
+    return undefined;
+  }
+
   /** Verifies that a target's metadata exists (for assignments): the Image repository must list what the Director assigns. */
   async targetForAssignment(namespace: string, filename: string): Promise<TargetRow> {
-    const t = await this.storage.store.getTarget(namespace, filename);
+    const t = await this.lookupTarget(this.storage.store, namespace, filename);
     if (!t) throw notFound('target_not_found', `the Image repository does not list ${filename}: upload it first`);
     return t;
   }
