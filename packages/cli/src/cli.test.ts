@@ -9,7 +9,10 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import type { Command } from 'commander';
 import { parseRoot } from '@uptide/core';
+import { buildProgram } from './cli.js';
+import { processIo } from './io.js';
 import { cliFor, ok as okWith, startTestServer, tempDir, type CliRunner, type TestServer } from './testing/harness.js';
 import { TestDevice } from './testing/device.js';
 
@@ -50,6 +53,23 @@ describe('usage and errors', () => {
     expect(top.code).toBe(0);
     expect(top.out).toContain('Exit status: 0 success, 1 failure, 2 wrong usage');
     expect((await cli(['--version'])).out.trim()).toBe('0.1.0');
+  });
+
+  it('has an example in the --help of every command', async () => {
+    const paths: string[][] = [];
+    const walk = (cmd: Command, path: string[]) => {
+      for (const sub of cmd.commands) {
+        paths.push([...path, sub.name()]);
+        walk(sub, [...path, sub.name()]);
+      }
+    };
+    walk(buildProgram(processIo()), []);
+    expect(paths.length).toBeGreaterThan(30);
+    for (const p of paths) {
+      const r = await cli([...p, '--help']);
+      expect(r.code, p.join(' ')).toBe(0);
+      expect(r.out, p.join(' ')).toMatch(/Examples?:\n {2}\$ uptide /);
+    }
   });
 
   it('exits 2 on wrong usage', async () => {
@@ -142,6 +162,16 @@ describe('images', () => {
     const gone = await cli(['images', 'show', 'fw@1.0-json']);
     expect(gone.code).toBe(1);
     expect(gone.err).toContain('uptide images list');
+  });
+
+  it('draws a progress bar on a terminal only', async () => {
+    const tty = cliFor(ts, work, {}, { tty: true });
+    const r = await okWith(tty, ['images', 'upload', 'fw.bin', '--name', 'fw', '--version', 'tty', '--hardware-id', 'board-a']);
+    expect(r.err).toContain('Uploading fw-tty.bin [##############################] 100%');
+    const plain = await ok(['images', 'upload', 'fw.bin', '--name', 'fw', '--version', 'plain', '--hardware-id', 'board-a']);
+    expect(plain.err).not.toContain('Uploading');
+    await ok(['images', 'delete', 'fw@tty']);
+    await ok(['images', 'delete', 'fw@plain']);
   });
 
   it('refuses a missing or empty file before contacting the server', async () => {

@@ -62,7 +62,11 @@ function checkDeviceId(id: string): void {
 
 export function registerDevices(program: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const devices = program.command('devices').description('devices: provision, list, show, delete');
+  const devices = example(
+    program.command('devices').description('devices: provision, list, show, delete'),
+    'uptide devices provision dev-1 --out ./dev-1 --hardware-id board-a',
+    'uptide devices show dev-1',
+  );
 
   example(
     devices

@@ -21,7 +21,10 @@ const groupPath = (g: string) => `/api/v1/device_groups/${encodeURIComponent(g)}
 
 export function registerGroups(program: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const groups = program.command('groups').description('device groups: create, list, show, add, remove, delete');
+  const groups = example(
+    program.command('groups').description('device groups: create, list, show, add, remove, delete'),
+    'uptide groups create fleet-a && uptide groups add fleet-a dev-1 dev-2',
+  );
 
   example(
     groups

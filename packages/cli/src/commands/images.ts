@@ -35,7 +35,11 @@ export function imagePath(key: string): string {
 
 export function registerImages(program: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const images = program.command('images').description('images of the Image repository: upload, list, show, delete');
+  const images = example(
+    program.command('images').description('images of the Image repository: upload, list, show, delete'),
+    'uptide images upload fw.bin --name fw --version 1.0 --hardware-id board-a',
+    'uptide images list --json',
+  );
 
   example(
     images

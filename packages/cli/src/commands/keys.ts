@@ -64,6 +64,7 @@ export function registerKeys(program: Command, ctx: Ctx): void {
     .option('--key-dir <dir>', 'the key directory (default: UPTIDE_KEY_DIR or ./uptide-keys)')
     .option('--passphrase-file <file>', 'read key passphrases from this file (default: UPTIDE_KEY_PASSPHRASE, or a prompt)')
     .addHelpText('after', '\nThe ceremonies step by step, what to keep where, and what to do when a key is lost: docs/keys.md\n');
+  example(keys, 'uptide keys generate oem-root && uptide keys generate oem-targets', 'uptide keys move-offline --root-key oem-root --targets-key oem-targets');
 
   // --- generate, list, export-public ---------------------------------------------------------
 
@@ -248,15 +249,20 @@ export function registerKeys(program: Command, ctx: Ctx): void {
 
   // --- root rotation (m of n) ------------------------------------------------------------------
 
-  const root = keys.command('root').description('rotate root keys, m of n: prepare, have each key holder sign, push');
+  const root = example(
+    keys.command('root').description('rotate root keys, m of n: prepare, have each key holder sign, push'),
+    'uptide keys root prepare --add-key alice --add-key bob.pub.json --add-key carol.pub.json --remove-key oem-root --threshold 2 --out root-3.json',
+    'uptide keys root sign root-3.json --key alice          # each key holder, old and new',
+    'uptide keys root push root-3.json',
+  );
 
   example(
     root
       .command('prepare')
       .description('write root N+1 (unsigned) from the server’s root N with keys added or removed and a threshold')
       .option('--repo <repo>', 'image or director', 'image')
-      .option('--add-key <key>', 'a key to list (key name, or a public key file from its holder); repeat', collect, [])
-      .option('--remove-key <key>', 'a key to drop (key name, public key file, or key id); repeat', collect, [])
+      .option('--add-key <key>', 'a key to list (key name, or a public key file from its holder); repeat', collect)
+      .option('--remove-key <key>', 'a key to drop (key name, public key file, or key id); repeat', collect)
       .option('--threshold <n>', 'signatures required (default: unchanged)', integerOption('--threshold', 1))
       .option('--role <role>', 'root, or targets (Image repository only: rotating the offline targets keys)', 'root')
       .option('--expires-in <days>', `lifetime in days (default ${ROOT_DAYS})`, integerOption('--expires-in', 1))
@@ -330,9 +336,10 @@ export function registerKeys(program: Command, ctx: Ctx): void {
       .description('add signatures to a prepared root (each key holder, on the machine that holds their key)')
       .argument('<file>', 'the root file from "uptide keys root prepare"')
       .option('--repo <repo>', 'image or director', 'image')
-      .option('--key <name>', 'a key of the key directory; repeat', collect, [])
+      .option('--key <name>', 'a key of the key directory; repeat', collect)
       .option('--online', "also sign with the root keys the server still holds (the first rotation away from the server's root key)")
-      .action(async (file: string, o: { repo: string; key: string[]; online?: boolean }, cmd: Command) => {
+      .action(async (file: string, opts: { repo: string; key?: string[]; online?: boolean }, cmd: Command) => {
+        const o = { ...opts, key: opts.key ?? [] };
         const repo = parseRepo(o.repo);
         if (o.key.length === 0 && !o.online) throw new UsageError('give --key NAME (or --online for the server’s root keys)');
         const store = ctx.keys(cmd);

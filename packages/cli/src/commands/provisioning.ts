@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../keystore.js';
 
 export function registerProvisioning(program: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const provisioning = program.command('provisioning').description('fleet provisioning');
+  const provisioning = example(program.command('provisioning').description('fleet provisioning'), 'uptide provisioning credentials --out credentials.zip');
   example(
     provisioning
       .command('credentials')

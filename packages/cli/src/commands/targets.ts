@@ -247,7 +247,11 @@ async function serverDelegation(
 
 export function registerTargetCeremonies(keys: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const targets = keys.command('targets').description("the Image repository's targets signed offline: pull, add, remove, sign, push");
+  const targets = example(
+    keys.command('targets').description("the Image repository's targets signed offline: pull, add, remove, sign, push"),
+    'uptide keys targets pull && uptide keys targets add fw.bin --name fw --version 2.0 --hardware-id board-a',
+    'uptide keys targets sign --key oem-targets && uptide keys targets push',
+  );
 
   example(
     targets
@@ -305,13 +309,14 @@ export function registerTargetCeremonies(keys: Command, ctx: Ctx): void {
     targets
       .command('sign')
       .description('sign the working targets.json with offline targets keys (each must be a targets key of the Image root)')
-      .option('--key <name>', 'a targets key; repeat for a threshold', collect, [])
+      .option('--key <name>', 'a targets key; repeat for a threshold', collect)
       .option(
         '--expires-in <days>',
         `lifetime in days (default ${TARGETS_DAYS} from the first change); also renews an unchanged targets.json`,
         integerOption('--expires-in', 1),
       )
-      .action(async (o: { key: string[]; expiresIn?: number }, cmd: Command) => {
+      .action(async (opts: { key?: string[]; expiresIn?: number }, cmd: Command) => {
+        const o = { ...opts, key: opts.key ?? [] };
         if (o.key.length === 0) throw new UsageError('give --key NAME');
         const store = ctx.keys(cmd);
         let w = loadWorking(store, TOP_LEVEL);
@@ -388,9 +393,9 @@ export function registerTargetCeremonies(keys: Command, ctx: Ctx): void {
       .command('delegate')
       .description("delegate target paths (and hardware ids) to a supplier's keys in the working targets.json; then sign and push it")
       .argument('<role>', 'name of the delegated role (the supplier), 1-64 characters of A-Z a-z 0-9 . _ -')
-      .option('--paths <pattern>', "target filename pattern the supplier may sign, e.g. 'supplier/*'; repeat", collect, [])
-      .option('--hardware-id <hw>', 'only for these hardware ids; repeat', collect, [])
-      .option('--key <key>', "the supplier's public key (file from uptide keys export-public, or a key name); repeat", collect, [])
+      .option('--paths <pattern>', "target filename pattern the supplier may sign, e.g. 'supplier/*'; repeat", collect)
+      .option('--hardware-id <hw>', 'only for these hardware ids; repeat', collect)
+      .option('--key <key>', "the supplier's public key (file from uptide keys export-public, or a key name); repeat", collect)
       .option('--threshold <n>', 'supplier signatures required', integerOption('--threshold', 1))
       .option('--terminating', 'a target matching the paths is only looked for here, never in later delegations')
       .option('--remove', 'remove the delegation instead')
@@ -449,9 +454,12 @@ export function registerTargetCeremonies(keys: Command, ctx: Ctx): void {
 
   // --- delegations: the supplier side ---------------------------------------------------------------
 
-  const delegation = keys
-    .command('delegation')
-    .description("a supplier's delegated targets, signed with the supplier's own keys: init, add, remove, sign, push");
+  const delegation = example(
+    keys.command('delegation').description("a supplier's delegated targets, signed with the supplier's own keys: init, add, remove, sign, push"),
+    'uptide keys delegation init supplier-a',
+    "uptide keys delegation add ecu.bin supplier-a --name ecu --version 2.0 --hardware-id board-b --filename 'supplier-a/ecu-2.0.bin'",
+    'uptide keys delegation sign supplier-a --key supplier-a && uptide keys delegation push supplier-a',
+  );
 
   example(
     delegation
@@ -556,13 +564,14 @@ export function registerTargetCeremonies(keys: Command, ctx: Ctx): void {
       .command('sign')
       .description("sign the delegated role's working copy with the supplier's keys")
       .argument('<role>')
-      .option('--key <name>', 'a key of the delegation; repeat for a threshold', collect, [])
+      .option('--key <name>', 'a key of the delegation; repeat for a threshold', collect)
       .option(
         '--expires-in <days>',
         `lifetime in days (default ${TARGETS_DAYS} from the first change); also renews an unchanged file`,
         integerOption('--expires-in', 1),
       )
-      .action(async (name: string, o: { key: string[]; expiresIn?: number }, cmd: Command) => {
+      .action(async (name: string, opts: { key?: string[]; expiresIn?: number }, cmd: Command) => {
+        const o = { ...opts, key: opts.key ?? [] };
         if (o.key.length === 0) throw new UsageError('give --key NAME');
         const store = ctx.keys(cmd);
         const ref = delegationRef(name);

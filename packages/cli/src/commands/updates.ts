@@ -46,7 +46,11 @@ const REASONS: Record<string, string> = {
 
 export function registerUpdates(program: Command, ctx: Ctx): void {
   const { io } = ctx;
-  const updates = program.command('updates').description('updates: launch, show, list, cancel');
+  const updates = example(
+    program.command('updates').description('updates: launch, show, list, cancel'),
+    'uptide updates launch --image fw@1.0 --group fleet-a',
+    'uptide updates show UPDATE_ID',
+  );
 
   example(
     updates
@@ -80,7 +84,7 @@ export function registerUpdates(program: Command, ctx: Ctx): void {
         for (const n of res.notAffected) io.err(`  not ${n.device}: ${REASONS[n.reason] ?? n.reason}\n`);
         if (res.affected.length === 0) {
           throw new CliError('no device is affected by this update', {
-            hint: 'check the devices have registered ECUs with a hardware id the image lists (uptide devices show DEVICE_ID, uptide images show IMAGE)',
+            hint: 'a device registers its ECUs when it first runs: start it, then check its hardware ids match the image (uptide devices show DEVICE_ID, uptide images show IMAGE)',
             code: 'no_device_affected',
           });
         }

@@ -48,11 +48,21 @@ export interface CliRunner {
   readonly cwd: string;
 }
 
+export interface CliOptions {
+  /** Pretend stderr is a terminal (progress bars are drawn). */
+  readonly tty?: boolean;
+}
+
 /**
  * A CLI bound to a server and a working directory. Key files use a small
  * scrypt cost (UPTIDE_KEY_SCRYPT_N) so the suite stays fast.
  */
-export function cliFor(ts: { adminUrl: string; token: string } | undefined, cwd: string, baseEnv: Record<string, string | undefined> = {}): CliRunner {
+export function cliFor(
+  ts: { adminUrl: string; token: string } | undefined,
+  cwd: string,
+  baseEnv: Record<string, string | undefined> = {},
+  options: CliOptions = {},
+): CliRunner {
   const runner = async (args: readonly string[], env: Record<string, string | undefined> = {}): Promise<CliResult> => {
     let out = '';
     let err = '';
@@ -71,7 +81,7 @@ export function cliFor(ts: { adminUrl: string; token: string } | undefined, cwd:
       err: (t) => {
         err += t;
       },
-      stderrIsTTY: false,
+      stderrIsTTY: options.tty ?? false,
       canPrompt: false,
       promptSecret: () => Promise.reject(new Error('no terminal in tests')),
       now: () => new Date(),
