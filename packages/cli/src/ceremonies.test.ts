@@ -315,6 +315,9 @@ describe('key ceremonies while a device keeps updating', () => {
     const found = await dev.resolveImageTarget('supplier-a/ecu-1.bin');
     expect(found.role).toBe('supplier-a');
     expect(found.target.length).toBe(2048);
+    // The Director sends it; the device installs the supplier's image after checking it through the delegation.
+    await ok(['updates', 'launch', '--image', 'supplier-a/ecu-1.bin', '--devices', 'car']);
+    expect((await dev.cycle()).installed).toEqual(['supplier-a/ecu-1.bin']);
     // The supplier ships a second version.
     writeFileSync(join(supplier.cwd, 'ecu2.bin'), randomBytes(1024));
     await okWith(supplier, [
