@@ -19,6 +19,7 @@ import { TestDevice } from './testing/device.js';
 let ts: TestServer;
 let oem: CliRunner;
 let dev: TestDevice;
+let bob: CliRunner;
 const shared = tempDir('uptide-ceremony-shared-');
 
 const ok = (args: readonly string[], env?: Record<string, string | undefined>) => okWith(oem, args, env);
@@ -40,10 +41,10 @@ function image(name: string, size = 3000): string {
 }
 
 /** Adds an image to targets offline (sign, push), launches it, and checks the device installs it. */
-async function shipOffline(version: string): Promise<void> {
+async function shipOffline(version: string, targetsKey = 'oem-targets'): Promise<void> {
   await ok(['keys', 'targets', 'pull', '--force']);
   await ok(['keys', 'targets', 'add', image(`fw-${version}.bin`), '--name', 'fw', '--version', version, '--hardware-id', 'hw-a']);
-  await ok(['keys', 'targets', 'sign', '--key', 'oem-targets']);
+  await ok(['keys', 'targets', 'sign', '--key', targetsKey]);
   await ok(['keys', 'targets', 'push']);
   const id = (await ok(['updates', 'launch', '--image', `fw@${version}`, '--devices', 'car'])).out.trim();
   expect((await dev.cycle()).installed).toEqual([`fw-${version}.bin`]);
@@ -165,7 +166,7 @@ describe('key ceremonies while a device keeps updating', () => {
   it('rotates the Image root to 2 of 3 keys held by three people', async () => {
     await ok(['keys', 'generate', 'alice']);
     await ok(['keys', 'generate', 'dave']);
-    const bob = cliFor(ts, tempDir('uptide-ceremony-bob-'));
+    bob = cliFor(ts, tempDir('uptide-ceremony-bob-'));
     const carol = cliFor(ts, tempDir('uptide-ceremony-carol-'));
     await okWith(bob, ['keys', 'generate', 'bob']);
     await okWith(carol, ['keys', 'generate', 'carol']);
@@ -342,13 +343,26 @@ describe('key ceremonies while a device keeps updating', () => {
     await shipOffline('5.0');
   });
 
+  it('rotates the offline targets key with the root key holders', async () => {
+    await ok(['keys', 'generate', 'release-2']);
+    const file = join(shared, 'image-root-4.json');
+    await ok(['keys', 'root', 'prepare', '--role', 'targets', '--add-key', 'release-2', '--remove-key', 'oem-targets', '--out', file]);
+    await ok(['keys', 'root', 'sign', file, '--key', 'alice']);
+    await okWith(bob, ['keys', 'root', 'sign', file, '--key', 'bob']);
+    const pushed = await ok(['keys', 'root', 'push', file]);
+    expect(pushed.err).toContain('The targets keys changed');
+    expect((await oem(['keys', 'targets', 'sign', '--key', 'oem-targets', '--expires-in', '30'])).err).toContain('is not one of the keys');
+    await shipOffline('6.0', 'release-2');
+    expect(parseRoot(dev.image.root, 'uptane').signed.version).toBe(4);
+  });
+
   it('verifies both root chains, naming who signed each version', async () => {
     const image = JSON.parse((await ok(['keys', 'verify-root', '--json'])).out) as {
       ok: boolean;
       versions: Array<{ version: number; signatures: Array<{ name: string | null; valid: boolean }>; ownThreshold: { met: boolean } }>;
     };
     expect(image.ok).toBe(true);
-    expect(image.versions.map((v) => v.version)).toEqual([1, 2, 3]);
+    expect(image.versions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
     expect(image.versions[2]?.signatures.map((s) => s.name ?? '-').sort()).toEqual(['-', 'alice', 'oem-root']);
     expect(image.versions.every((v) => v.ownThreshold.met && v.signatures.every((s) => s.valid))).toBe(true);
     const director = await ok(['keys', 'verify-root', '--repo', 'director']);
