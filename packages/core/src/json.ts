@@ -437,16 +437,19 @@ export function canonicalize(value: unknown, form: CanonicalForm): Uint8Array {
 
 // --- Fast path -------------------------------------------------------------------------------------
 //
-// Encoding a 10,000-target file key by key in JavaScript is several times
-// slower than the engine's JSON.stringify. So we copy the value into objects
-// whose keys are inserted in canonical order (checking every value on the way,
-// as the reference encoder does) and let JSON.stringify write it. Its output
-// is the canonical form except in cases we detect and hand to the reference
-// encoder: keys that look like array indices (engines enumerate those first,
-// in numeric order), lone surrogates (JSON.stringify escapes them, we refuse
-// them), control characters in the tuf form (OLPC writes them raw), and, for
-// the uptane form, non-ASCII characters, which are escaped afterwards exactly as
-// jsoncpp does (each UTF-16 code unit as lowercase \uXXXX).
+// Encoding a 10,000-target file key by key in JavaScript, and flattening the
+// long string that builds, is several times slower than the engine's
+// JSON.stringify. Documents a repository serves are canonical already, so their
+// parsed objects list keys in canonical order: for those we check the order and
+// every value (as the reference encoder would) and let JSON.stringify write the
+// text. Its output is the canonical form except in cases we detect and hand to
+// the reference encoder: keys that look like array indices (engines enumerate
+// those first, in numeric order), lone surrogates (JSON.stringify escapes them,
+// we refuse them), control characters in the tuf form (OLPC writes them raw);
+// for the uptane form, non-ASCII characters are escaped afterwards exactly as
+// jsoncpp does (each UTF-16 code unit as lowercase \uXXXX). Values not in
+// canonical order (a model's toJSON output) go to the reference encoder: copying
+// them into order first measured slower (bench/core).
 
 const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
 const NON_ASCII_G = /[\u0080-\uffff]/g;
@@ -456,17 +459,14 @@ const ESCAPE_IN_OUTPUT = /\\[ubfnrt]/;
 class NotFast extends Error {}
 
 function fastCanonical(value: unknown, form: CanonicalForm, escapeControls: boolean): string | undefined {
-  let copy: unknown;
   try {
-    // Documents we parsed are usually canonical already (repositories serve canonical bytes): then
-    // checking the order and the values is enough, and nothing needs to be copied.
-    copy = inCanonicalOrder(value, 0, form) ? value : sortedCopy(value, 0, form);
+    if (!inCanonicalOrder(value, 0, form)) return undefined;
   } catch (err) {
-    // The reference encoder gives the precise error (or handles what the copy could not).
-    if (err instanceof NotFast || err instanceof JsonError) return undefined;
+    // The reference encoder gives the precise error (or handles what this path cannot).
+    if (err instanceof NotFast) return undefined;
     throw err;
   }
-  const out = JSON.stringify(copy);
+  const out = JSON.stringify(value);
   if (form === 'tuf') {
     // Any escape other than \" and \\ means a control character or lone surrogate (or a literal backslash
     // before one of these letters, which the reference encoder handles just as well).
@@ -481,41 +481,6 @@ function fastCanonical(value: unknown, form: CanonicalForm, escapeControls: bool
 function escapeUnit(c: string): string {
   const u = c.charCodeAt(0);
   return '\\u' + HEX[(u >> 12) & 15] + HEX[(u >> 8) & 15] + HEX[(u >> 4) & 15] + HEX[u & 15];
-}
-
-function sortedCopy(value: unknown, depth: number, form: CanonicalForm): unknown {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return value;
-    case 'number':
-      if (!Number.isSafeInteger(value)) throw new NotFast();
-      return value;
-    case 'object': {
-      if (value === null) return null;
-      if (depth > MAX_CANONICAL_DEPTH) throw new NotFast();
-      if (Array.isArray(value)) {
-        const out = new Array<unknown>(value.length);
-        for (let i = 0; i < value.length; i++) out[i] = sortedCopy(value[i], depth + 1, form);
-        return out;
-      }
-      if (!isPlainObject(value)) throw new NotFast();
-      const keys = Object.keys(value).sort();
-      if (form === 'uptane') sortByCodePoint(keys);
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i] as string;
-        const c = k.charCodeAt(0);
-        if (c >= 0x30 && c <= 0x39 && INDEX_LIKE.test(k)) throw new NotFast();
-        const v = sortedCopy((value as Record<string, unknown>)[k], depth + 1, form);
-        if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
-        else out[k] = v;
-      }
-      return out;
-    }
-    default:
-      throw new NotFast();
-  }
 }
 
 /** Whether every object of a valid value already lists its keys in canonical order (throws NotFast on invalid values). */
@@ -549,16 +514,6 @@ function inCanonicalOrder(value: unknown, depth: number, form: CanonicalForm): b
     }
     default:
       throw new NotFast();
-  }
-}
-
-/** UTF-16 order (Array.prototype.sort) differs from code-point order only around surrogates; repair it when it does. */
-function sortByCodePoint(keys: string[]): void {
-  for (let i = 1; i < keys.length; i++) {
-    if (compareCodePoints(keys[i - 1] as string, keys[i] as string) > 0) {
-      keys.sort(compareCodePoints);
-      return;
-    }
   }
 }
 
