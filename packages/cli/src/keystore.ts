@@ -88,8 +88,15 @@ export class KeyStore {
     if (!KEY_NAME_RE.test(name)) throw new UsageError(`invalid key name ${JSON.stringify(name)}`, 'use 1-64 characters of A-Z a-z 0-9 . _ -');
     const path = this.keyPath(name);
     if (existsSync(path)) throw new CliError(`a key named ${name} exists already in ${this.dir}`, { hint: 'pick another name', code: 'key_exists' });
-    const n = this.io.env['UPTIDE_KEY_SCRYPT_N'];
-    const file = encryptPrivateKey(key, passphrase, n ? { scryptN: Number(n) } : {});
+    // Tests lower the scrypt cost to stay fast; anyone else doing it is told what it costs.
+    const nText = this.io.env['UPTIDE_KEY_SCRYPT_N'];
+    const n = nText ? Number(nText) : undefined;
+    if (n !== undefined) {
+      if (!Number.isInteger(n) || n < 1024 || n > 1 << 20 || (n & (n - 1)) !== 0)
+        throw new UsageError('UPTIDE_KEY_SCRYPT_N must be a power of two from 1024 to 1048576');
+      if (n < 1 << 15) this.io.err(`warning: UPTIDE_KEY_SCRYPT_N=${n} makes the key file of ${name} cheaper to attack (meant for tests)\n`);
+    }
+    const file = encryptPrivateKey(key, passphrase, n !== undefined ? { scryptN: n } : {});
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     writeFileSync(path, JSON.stringify(file, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
     return this.info(name);
