@@ -52,7 +52,7 @@ import {
 } from '@uptide/core';
 import { ConfigError, endpoints as resolveEndpoints, type DeviceConfig, type Endpoints } from '../config/config.js';
 import { HttpClient, HttpError, type HttpClientOptions } from '../http/client.js';
-import { createInstaller, type InstallOutcome } from '../installers/index.js';
+import { createInstaller, type InstallOutcome, type Installer } from '../installers/index.js';
 import { ensureDir } from '../state/atomic.js';
 import { StateError, StateStore, type DeviceCredentials, type RepositoryName } from '../state/store.js';
 import { CLIENT_NAME, CLIENT_VERSION, configReport, installedPackages, networkInfo, systemInfo } from './device-data.js';
@@ -74,6 +74,8 @@ export interface PrimaryOptions {
   readonly retryDelayMs?: number;
   /** More ECUs of this vehicle (IP Secondaries), driven through the same Ecu interface. */
   readonly secondaries?: readonly Ecu[];
+  /** Installs the Primary's own images instead of the configured `[installer]` (the simulator's verify-only installer). */
+  readonly installer?: Installer;
 }
 
 export interface CycleError {
@@ -175,7 +177,7 @@ export class Primary {
       // aktualizr's default serial is derived from the ECU key; once chosen it is kept.
       const serial = config.primary.ecuSerial ?? store.state.primaryEcuSerial ?? signer.publicKey.keyId('uptane');
       if (store.state.primaryEcuSerial !== serial) await store.update(() => ({ primaryEcuSerial: serial }));
-      const installer = createInstaller(config.installer);
+      const installer = options.installer ?? createInstaller(config.installer);
       const ecu = new PrimaryEcu(serial, config.primary.hardwareId, signer, store, installer);
       const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, options.secondaries ?? []);
       if (config.secondaries.length > 0 && (options.secondaries ?? []).length === 0) {
