@@ -28,7 +28,8 @@ import { Tokens } from './auth/tokens.js';
 import { Metrics } from './http/metrics.js';
 import { Provisioning } from './provisioning/service.js';
 import { Namespaces } from './namespaces/service.js';
-import { errorHandling, strictJsonBodies } from './http/common.js';
+import { clientErrorHandler, errorHandling, strictJsonBodies } from './http/common.js';
+import { consoleRoutes } from './http/console.js';
 import { requireToken, type Services } from './admin/context.js';
 import { imageRoutes } from './admin/image-routes.js';
 import { directorRoutes } from './admin/director-routes.js';
@@ -98,7 +99,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const metrics = new Metrics();
   const adminUrlFor = (port: number) =>
     `http://${config.host.includes(':') ? `[${config.host}]` : config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
-  const provisioning = new Provisioning(storage, keys, registry, imageRepo, director, clock, {
+  const provisioning = new Provisioning(storage, keys, registry, imageRepo, director, clock, config.keyType, {
     dataDir: config.dataDir,
     gatewayUrl: config.gatewayUrl,
     adminUrl: adminUrlFor(config.httpPort),
@@ -168,6 +169,7 @@ function baseOptions(log: Logger) {
     logController: new LogController({ disableRequestLogging: true }),
     // Requests carry an id in logs; clients may pass one.
     genReqId: () => randomUUID(),
+    clientErrorHandler,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' as const, allErrors: false } },
   };
 }
@@ -196,11 +198,8 @@ export async function buildAdminApp(services: Services, log: Logger): Promise<Fa
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
     reply.header('content-type', 'text/plain; version=0.0.4').send(services.metrics.render()),
   );
-  app.get('/', { schema: { hide: true } }, async (_req, reply) =>
-    reply
-      .header('content-type', 'text/html; charset=utf-8')
-      .send('<!doctype html><title>Uptide</title><h1>Uptide</h1><p>Admin API: see <a href="/docs">/docs</a>. Device gateway: see the README.</p>'),
-  );
+  // The web console at / (with a short page pointing to /docs when it is not built).
+  await consoleRoutes(app);
   await app.register(async (api) => {
     requireToken(api, services);
     api.addHook('onResponse', async (request, reply) => {

@@ -56,7 +56,10 @@ export function requireToken(app: FastifyInstance, services: Services): void {
   });
 }
 
+/** Beyond any list we hold; a larger offset (up to 1e308 passes the schema) is an empty page, not a database error. */
+const MAX_OFFSET = 2 ** 31 - 1;
+
 /** Common query parameters for paged lists. */
 export function paging(q: { offset?: number | undefined; limit?: number | undefined }): { offset: number; limit: number } {
-  return { offset: q.offset ?? 0, limit: Math.min(q.limit ?? 50, 1000) };
+  return { offset: Math.min(q.offset ?? 0, MAX_OFFSET), limit: Math.min(q.limit ?? 50, 1000) };
 }

@@ -265,6 +265,18 @@ export async function directorRoutes(app: FastifyInstance, services: Services): 
     },
   );
 
+  r.post(
+    '/api/v1/admin/repo/keys/:role',
+    {
+      schema: {
+        summary: 'Generate a new online key for a role the server signs (first step of rotating it: list it in the next root)',
+        tags: ['director'],
+        params: Type.Object({ role: Type.Union([Type.Literal('targets'), Type.Literal('snapshot'), Type.Literal('timestamp')]) }),
+      },
+    },
+    async (request, reply) => reply.code(201).send(await services.provisioning.generateOnlineKey(ns(request), 'director', request.params.role)),
+  );
+
   // --- Director root ----------------------------------------------------------------------------
   r.get(
     '/api/v1/admin/repo/:file',

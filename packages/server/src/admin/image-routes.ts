@@ -325,6 +325,18 @@ export async function imageRoutes(app: FastifyInstance, services: Services): Pro
     },
   );
 
+  r.post(
+    '/api/v1/user_repo/keys/:role',
+    {
+      schema: {
+        summary: 'Generate a new online key for a role the server signs (first step of rotating it: list it in the next root)',
+        tags: ['image repository'],
+        params: Type.Object({ role: Type.Union([Type.Literal('targets'), Type.Literal('snapshot'), Type.Literal('timestamp')]) }),
+      },
+    },
+    async (request, reply) => reply.code(201).send(await services.provisioning.generateOnlineKey(ns(request), 'image', request.params.role)),
+  );
+
   // --- friendly listings ---------------------------------------------------------------
   r.get(
     '/api/v1/images',

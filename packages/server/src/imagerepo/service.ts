@@ -143,7 +143,7 @@ export class ImageRepository {
     if (offline) {
       throw conflict(
         'targets_offline',
-        'the targets key of this repository is offline: upload the bytes to /api/v1/user_repo/uploads/<filename>, then push a signed targets.json (uptide keys sign-targets)',
+        'the targets key of this repository is offline: upload the bytes to /api/v1/user_repo/uploads/<filename>, then push a signed targets.json (uptide keys targets pull / add / sign / push)',
       );
     }
     const blob = await this.blobs.put(body, { maxBytes });

@@ -26,6 +26,7 @@ import {
   PkiError,
   type ClientIdentity,
 } from '../pki/index.js';
+import type { KeyType } from '@uptide/core';
 import type { Storage } from '../storage/store.js';
 import type { OnlineKeys } from '../keys/online-keys.js';
 import type { Registry } from '../registry/service.js';
@@ -78,6 +79,7 @@ export class Provisioning {
     private readonly imageRepo: ImageRepository,
     private readonly director: Director,
     private readonly clock: () => Date,
+    private readonly keyType: KeyType,
     private options: { readonly dataDir: string; readonly gatewayUrl: string; readonly adminUrl: string; readonly publicHosts: readonly string[] },
   ) {}
 
@@ -187,7 +189,8 @@ export class Provisioning {
         ...(input.ttlDays !== undefined ? { ttlDays: input.ttlDays } : {}),
       });
     } catch (err) {
-      if (err instanceof PkiError) throw badRequest(err.code === 'BAD_KEY' || err.code === 'UNSUPPORTED_ALGORITHM' ? 'invalid_public_key' : 'invalid_request', err.message);
+      if (err instanceof PkiError)
+        throw badRequest(err.code === 'BAD_KEY' || err.code === 'UNSUPPORTED_ALGORITHM' ? 'invalid_public_key' : 'invalid_request', err.message);
       throw err;
     }
     await this.storage.store.insertCredential({
@@ -343,6 +346,24 @@ export class Provisioning {
       if (role) throw conflict('key_must_stay_online', `the ${repo} ${role} key is signed with online; rotate it with a new root instead of deleting it`);
       await this.keys.deletePrivateKey(store, namespace, repo, keyId);
       if (repo === 'image' && rows.some((r) => r.role === 'targets')) await store.setTargetsOffline(namespace, 'image', true);
+    });
+  }
+
+  /**
+   * Generates a new online key for a role that the server signs with (Image
+   * snapshot/timestamp, Director targets/snapshot/timestamp) and answers its
+   * public key. It signs nothing until a new root lists it: this is the first
+   * step of rotating an online key (after a compromise, or routinely).
+   */
+  async generateOnlineKey(namespace: string, repo: 'image' | 'director', role: 'targets' | 'snapshot' | 'timestamp'): Promise<{ keyid: string; key: unknown }> {
+    const online = repo === 'director' ? ['targets', 'snapshot', 'timestamp'] : ['snapshot', 'timestamp'];
+    if (!online.includes(role))
+      throw badRequest('not_an_online_role', `the server does not sign ${repo} ${role} online: generate that key offline (uptide keys generate)`);
+    return this.storage.transaction(async (store) => {
+      const row = await store.getRepository(namespace, repo, true);
+      if (!row) throw notFound('repository_not_found', `namespace ${namespace} has no ${repo} repository`);
+      const key = await this.keys.generate(store, namespace, repo, role, this.keyType, row.dialect as 'uptane' | 'tuf', this.clock().getTime());
+      return { keyid: key.keyId(row.dialect as 'uptane' | 'tuf'), key: key.toJSON() };
     });
   }
 
