@@ -45,6 +45,8 @@ export interface VehicleOptions {
   readonly bare?: boolean;
   /** The device trusts this CA instead of the attacker's (the A1 test). */
   readonly trustCa?: string;
+  /** Leave fw-2.bin undirected (the vehicle then has nothing new). */
+  readonly noUpdate?: boolean;
 }
 
 /** A repository's files as the server served them at some moment. */
@@ -202,7 +204,7 @@ export class ServerWorld {
     // The Image repository moves on after the vehicle last looked at it, so the attacked cycle downloads
     // all of its metadata again (and the vehicle's own recordings hold older genuine copies to replay).
     await this.upload(`pad-${deviceId}.bin`, randomBytes(16), { hardwareIds: ['board-pad'] });
-    await this.launch(deviceId, 'fw-2.bin');
+    if (!options.noUpdate) await this.launch(deviceId, 'fw-2.bin');
     return v;
   }
 }
@@ -256,8 +258,11 @@ export class Vehicle implements Scene {
   async heal(): Promise<void> {
     this.mitm.clearRules(this.deviceId);
     this.mitm.clearRules();
-    if (!(await this.world.assigned(this.deviceId)).includes(this.next.name)) await this.world.launch(this.deviceId, this.next.name);
+    if (!(await this.world.assigned(this.deviceId)).includes(this.next.name)) await this.relaunch();
   }
+
+  /** Directs `next` to the vehicle again (a test with another bundle replaces it). */
+  relaunch: () => Promise<void> = () => this.world.launch(this.deviceId, this.next.name);
 
   /** The latest bytes the server gave this device for a path (through the proxy). */
   lastServed(path: string): Buffer {
