@@ -63,7 +63,7 @@ export interface Expectation {
   readonly code: string;
   /** The failed-installation code the device reports when it trusted the Director's directive. */
   readonly report?: 'VERIFICATION_FAILED' | 'DOWNLOAD_FAILED';
-  /** More undoing after `heal` (e.g. the honest Director again). */
+  /** More undoing, before `heal` (e.g. the operator puts back what the attack removed). */
   readonly restore?: () => Promise<void>;
   /** What the honest cycle installs (default: the scene's `next`); null: it only has to succeed. */
   readonly next?: Image | null;
@@ -152,8 +152,8 @@ export async function expectDefeated(scene: Scene, arrange: () => unknown, e: Ex
   }
 
   // 5. The next honest cycle succeeds.
-  await scene.heal();
   await e.restore?.();
+  await scene.heal();
   const next = e.next === undefined ? scene.next : e.next;
   const honest = await scene.primary.cycle();
   expect(honest.error, `the honest cycle failed: ${JSON.stringify(honest.error)}`).toBeUndefined();
