@@ -100,7 +100,23 @@ export interface SecondarySection {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** What the Secondary verifies, hence what the Primary sends it: `full` (both repositories) or `partial` (Director only). */
   readonly verification: 'full' | 'partial';
+}
+
+/** How the Primary reaches its IP Secondaries (`[ip_secondaries]`; aktualizr's `secondaries_wait_port` and friends). */
+export interface IpSecondariesSection {
+  /** Listen here at start-up for Secondaries that could not be reached (aktualizr `secondaries_wait_port`); undefined: do not wait. */
+  readonly waitPort: number | undefined;
+  readonly waitHost: string;
+  /** How long to wait for them at start-up (aktualizr `secondaries_wait_timeout`). */
+  readonly waitTimeoutSeconds: number;
+  /** One request (and a connection) to a Secondary. */
+  readonly requestTimeoutSeconds: number;
+  /** An installation on a Secondary (its installer may take long). */
+  readonly installTimeoutSeconds: number;
+  /** How long to keep trying to reach a Secondary before giving up on its update (aktualizr `secondary_preinstall_wait_sec`). */
+  readonly preinstallWaitSeconds: number;
 }
 
 export interface DeviceConfig {
@@ -115,6 +131,7 @@ export interface DeviceConfig {
   readonly limits: LimitsSection;
   readonly installer: InstallerSection;
   readonly secondaries: readonly SecondarySection[];
+  readonly ipSecondaries: IpSecondariesSection;
 }
 
 /** A configuration problem: `key` is the dotted key (`server.gateway`), `fix` says what to do. */
@@ -164,7 +181,7 @@ function suggest(key: string, known: readonly string[]): string | undefined {
 }
 
 /** Reads one table, tracking which keys were consumed, so unknown ones can be reported. */
-class Section {
+export class Section {
   private readonly known: string[] = [];
   constructor(
     readonly name: string,
@@ -332,12 +349,32 @@ function baseUrl(s: Section, key: string, value: string | undefined, allowHttp: 
   return value.replace(/\/+$/, '');
 }
 
-function parseAddress(s: Section, address: string): { host: string; port: number } {
+/** `host:port` (IPv6 in brackets), checked as the value of `key`. */
+export function parseAddress(s: Section, address: string, key = 'address'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 1 || port > 65535)
-    throw s.invalid('address', `is ${JSON.stringify(address)}`, 'write host:port, e.g. "192.168.0.11:9050" or "[fe80::1]:9050"');
+  if (!m || port < 1 || port > 65535) throw s.invalid(key, `is ${JSON.stringify(address)}`, 'write host:port, e.g. "192.168.0.11:9050" or "[fe80::1]:9050"');
   return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/** The `[installer]` table (shared with uptide-secondary's configuration). */
+export function parseInstaller(root: Section, baseDir: string): InstallerSection {
+  const ins = root.table('installer', true, 'add an [installer] table, e.g. type = "file" and path = "/var/lib/app/image.bin"');
+  const type = ins.oneOf('type', ['file', 'command'] as const, undefined, 'use type = "file" (write the image to a path) or type = "command" (run a program)');
+  let installer: InstallerSection;
+  if (type === 'file') {
+    installer = { type, path: ins.path('path', 'set path = "<where the image goes>" under [installer]') };
+  } else {
+    const command = ins.stringArray('command', 'set command = ["/path/to/program", "arg", …] under [installer]; the image path and target name are appended');
+    installer = {
+      type,
+      command: [resolveProgram(command[0] as string, baseDir), ...command.slice(1)],
+      timeoutSeconds: ins.number('timeout', 3600, { min: 0.01, unit: 'seconds' }),
+    };
+  }
+  ins.finish();
+
+  return installer;
 }
 
 /** Validates a parsed TOML document. `file` is the configuration file's path (relative paths resolve against its directory). */
@@ -469,20 +506,7 @@ export function parseConfig(doc: Table, file: string): DeviceConfig {
   };
   lim.finish();
 
-  const ins = root.table('installer', true, 'add an [installer] table, e.g. type = "file" and path = "/var/lib/app/image.bin"');
-  const type = ins.oneOf('type', ['file', 'command'] as const, undefined, 'use type = "file" (write the image to a path) or type = "command" (run a program)');
-  let installer: InstallerSection;
-  if (type === 'file') {
-    installer = { type, path: ins.path('path', 'set path = "<where the image goes>" under [installer]') };
-  } else {
-    const command = ins.stringArray('command', 'set command = ["/path/to/program", "arg", …] under [installer]; the image path and target name are appended');
-    installer = {
-      type,
-      command: [resolveProgram(command[0] as string, baseDir), ...command.slice(1)],
-      timeoutSeconds: ins.number('timeout', 3600, { min: 0.01, unit: 'seconds' }),
-    };
-  }
-  ins.finish();
+  const installer = parseInstaller(root, baseDir);
 
   const secondaries: SecondarySection[] = root.tables('secondaries').map((s) => {
     const address = s.string('address', 'set address = "host:port" of the Secondary');
@@ -491,9 +515,29 @@ export function parseConfig(doc: Table, file: string): DeviceConfig {
     s.finish();
     return { address, ...hp, verification };
   });
+  const seen = new Set<string>();
+  for (const [i, s] of secondaries.entries()) {
+    const key = `${s.host.toLowerCase()}:${s.port}`;
+    if (seen.has(key))
+      throw new ConfigError(`[[secondaries]] [${i}] address ${s.address} is listed twice`, `secondaries[${i}].address`, 'list each Secondary once');
+    seen.add(key);
+  }
+
+  const ips = root.table('ip_secondaries', false) ?? new Section('ip_secondaries', {}, baseDir);
+  const waitPort = ips.number('wait_port', 0, { integer: true, unit: 'a TCP port; 0 or absent: do not wait' });
+  if (waitPort > 65535) throw ips.invalid('wait_port', 'is not a TCP port', 'use a port from 1 to 65535, e.g. wait_port = 9040');
+  const ipSecondaries: IpSecondariesSection = {
+    waitPort: waitPort === 0 ? undefined : waitPort,
+    waitHost: ips.string('wait_host', 'give the address to listen on, e.g. "0.0.0.0"', true) ?? '0.0.0.0',
+    waitTimeoutSeconds: ips.number('wait_timeout', 60, { min: 0.01, unit: 'seconds' }),
+    requestTimeoutSeconds: ips.number('request_timeout', 30, { min: 0.01, unit: 'seconds' }),
+    installTimeoutSeconds: ips.number('install_timeout', 3600, { min: 0.01, unit: 'seconds' }),
+    preinstallWaitSeconds: ips.number('preinstall_wait', 30, { unit: 'seconds' }),
+  };
+  ips.finish();
   root.finish();
 
-  return { file: path, device, server, tls, provision, trust, primary, limits, installer, secondaries };
+  return { file: path, device, server, tls, provision, trust, primary, limits, installer, secondaries, ipSecondaries };
 }
 
 /** A program named with a path (`./install.sh`) resolves against the config directory; a bare name is looked up in PATH. */

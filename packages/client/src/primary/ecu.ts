@@ -36,6 +36,22 @@ export interface MetadataBundle {
   readonly image: RepositoryMetadata | undefined;
 }
 
+/**
+ * An ECU declined a step (metadata, image or install), with aktualizr's result
+ * code name (`VERIFICATION_FAILED`, `DOWNLOAD_FAILED`, `INSTALL_FAILED`…), which
+ * goes into the installation report as is.
+ */
+export class EcuError extends Error {
+  constructor(
+    readonly resultCode: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'EcuError';
+  }
+}
+
 /** A verified image ready for an ECU. */
 export interface ImageDelivery {
   readonly targetName: string;
@@ -60,12 +76,21 @@ export interface Ecu {
    * failures the Primary detected while acting for this ECU.
    */
   versionReport(attacks: readonly AttackReport[]): Promise<SignedDocument>;
-  /** Makes the new metadata available to the ECU (§5.4.2.6); rejects when the ECU's own verification fails. */
-  putMetadata(bundle: MetadataBundle): Promise<void>;
+  /**
+   * Makes the new metadata the ECU needs for `image` available to it
+   * (§5.4.2.6); rejects when the ECU's own verification fails (an EcuError
+   * carries the ECU's result code).
+   */
+  putMetadata(bundle: MetadataBundle, image: ImageDelivery): Promise<void>;
   /** Hands over the verified image (§5.4.2.7); rejects when the ECU refuses it. */
   putImage(image: ImageDelivery): Promise<void>;
   /** Installs the image handed over (§5.4.3.5) and says how it went. */
   install(image: ImageDelivery, log: Logger): Promise<InstallOutcome>;
+  /**
+   * Told that a manifest carrying `report` (from versionReport) was accepted
+   * by the Director, so the attacks it reports have been delivered.
+   */
+  reportDelivered?(report: SignedDocument): Promise<void> | void;
 }
 
 /** The Primary's own ECU: its key, its state, its installer. */

@@ -50,13 +50,14 @@ import {
   type SignedDocument,
   type TrustedFiles,
 } from '@uptide/core';
-import { ConfigError, endpoints as resolveEndpoints, type DeviceConfig, type Endpoints } from '../config/config.js';
+import { ConfigError, endpoints as resolveEndpoints, type DeviceConfig, type Endpoints, type SecondarySection } from '../config/config.js';
 import { HttpClient, HttpError, type HttpClientOptions } from '../http/client.js';
 import { createInstaller, type InstallOutcome, type Installer } from '../installers/index.js';
 import { ensureDir } from '../state/atomic.js';
 import { StateError, StateStore, type DeviceCredentials, type RepositoryName } from '../state/store.js';
 import { CLIENT_NAME, CLIENT_VERSION, configReport, installedPackages, networkInfo, systemInfo } from './device-data.js';
-import { PrimaryEcu, type Ecu, type MetadataBundle, type RepositoryMetadata } from './ecu.js';
+import { openIpSecondaries } from '../secondary/ip-secondary.js';
+import { EcuError, PrimaryEcu, type Ecu, type ImageDelivery, type MetadataBundle, type RepositoryMetadata } from './ecu.js';
 import { ecuEvent, EventQueue } from './events.js';
 import { silentLogger, type Logger } from './log.js';
 import { commonName, errorCode, provisionWithSharedCredentials, readCredentialsZip } from './provision.js';
@@ -72,7 +73,10 @@ export interface PrimaryOptions {
   readonly clock?: () => number;
   /** Delay between HTTP retries (tests shorten it). */
   readonly retryDelayMs?: number;
-  /** More ECUs of this vehicle (IP Secondaries), driven through the same Ecu interface. */
+  /**
+   * More ECUs of this vehicle, driven through the same Ecu interface. The IP
+   * Secondaries of the configuration (`[[secondaries]]`) are added to these.
+   */
   readonly secondaries?: readonly Ecu[];
   /** Installs the Primary's own images instead of the configured `[installer]` (the simulator's verify-only installer). */
   readonly installer?: Installer;
@@ -134,6 +138,8 @@ export class Primary {
   private identity: Identity | undefined;
   private readonly events: EventQueue;
   private readonly ecusBySerial: Map<string, Ecu>;
+  /** Configured IP Secondaries not reached yet (asked again at each cycle). */
+  private missingSecondaries: readonly SecondarySection[] = [];
   private cycling = false;
 
   private constructor(
@@ -148,10 +154,12 @@ export class Primary {
   ) {
     this.events = new EventQueue(store, log);
     this.ecusBySerial = new Map<string, Ecu>([[primaryEcu.serial, primaryEcu]]);
-    for (const e of secondaries) {
-      if (this.ecusBySerial.has(e.serial)) throw new PrimaryError('BAD_ECU_ID', `two ECUs with the serial ${e.serial}`);
-      this.ecusBySerial.set(e.serial, e);
-    }
+    for (const e of secondaries) this.addEcu(e);
+  }
+
+  private addEcu(e: Ecu): void {
+    if (this.ecusBySerial.has(e.serial)) throw new PrimaryError('BAD_ECU_ID', `two ECUs with the serial ${e.serial}`);
+    this.ecusBySerial.set(e.serial, e);
   }
 
   /** Opens the state directory, loads or creates the ECU key, and reports an install a power cut interrupted. */
@@ -179,12 +187,13 @@ export class Primary {
       if (store.state.primaryEcuSerial !== serial) await store.update(() => ({ primaryEcuSerial: serial }));
       const installer = options.installer ?? createInstaller(config.installer);
       const ecu = new PrimaryEcu(serial, config.primary.hardwareId, signer, store, installer);
-      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, options.secondaries ?? []);
-      if (config.secondaries.length > 0 && (options.secondaries ?? []).length === 0) {
-        log.warn('Secondaries are configured but not driven by this version of uptide-device; only the Primary ECU is updated', {
-          secondaries: config.secondaries.length,
-        });
-      }
+      // aktualizr's start-up: ask each IP Secondary who it is, waiting on the wait port for the late ones.
+      const ip = await openIpSecondaries({ config, store, log, wait: true, onRefusedReport: (a) => store.addAttack(a) });
+      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, [
+        ...(options.secondaries ?? []),
+        ...ip.ecus,
+      ]);
+      primary.missingSecondaries = ip.missing;
       await primary.recoverInterruptedInstall();
       return primary;
     } catch (err) {
@@ -208,6 +217,23 @@ export class Primary {
   }
 
   // --- Start-up -------------------------------------------------------------------------
+
+  /** Configured Secondaries that were never reached are asked again; one that answers joins (and is registered). */
+  private async discoverSecondaries(): Promise<void> {
+    if (this.missingSecondaries.length === 0) return;
+    const found = await openIpSecondaries(
+      { config: this.config, store: this.store, log: this.log, wait: false, onRefusedReport: (a) => this.store.addAttack(a) },
+      this.missingSecondaries,
+    );
+    for (const e of found.ecus) {
+      try {
+        this.addEcu(e);
+      } catch (err) {
+        this.log.error('a Secondary reported a serial already used in this vehicle; ignored', { ecu: e.serial, error: (err as Error).message });
+      }
+    }
+    this.missingSecondaries = found.missing;
+  }
 
   /** A marker left by an install that never finished becomes a failed installation report. */
   private async recoverInterruptedInstall(): Promise<void> {
@@ -349,19 +375,40 @@ export class Primary {
 
   // --- Manifest ---------------------------------------------------------------------------
 
+  /** The other ECUs' version reports; one that has none (unreachable, never reported) is left out, as aktualizr does. */
+  private async otherReports(): Promise<Map<Ecu, SignedDocument>> {
+    const out = new Map<Ecu, SignedDocument>();
+    for (const ecu of this.ecus) {
+      if (ecu === this.primaryEcu) continue;
+      try {
+        out.set(ecu, await ecu.versionReport([]));
+      } catch (err) {
+        this.log.error('no version report of an ECU for the manifest', { ecu: ecu.serial, error: (err as Error).message });
+      }
+    }
+    return out;
+  }
+
   /** Builds the signed vehicle manifest with every ECU's fresh version report. */
-  async buildManifest(attacks: readonly AttackReport[], report: InstallationReport | undefined): Promise<SignedDocument> {
-    const reports = new Map<string, SignedDocument>();
-    for (const ecu of this.ecus) reports.set(ecu.serial, await ecu.versionReport(ecu === this.primaryEcu ? attacks : []));
+  async buildManifest(
+    attacks: readonly AttackReport[],
+    report: InstallationReport | undefined,
+    others?: ReadonlyMap<Ecu, SignedDocument>,
+  ): Promise<SignedDocument> {
+    const theirs = others ?? (await this.otherReports());
+    const reports = new Map<string, SignedDocument>([[this.primaryEcu.serial, await this.primaryEcu.versionReport(attacks)]]);
+    for (const [ecu, doc] of theirs) reports.set(ecu.serial, doc);
     return buildVehicleManifest({ primaryEcuSerial: this.primaryEcu.serial, vehicleId: this.deviceId, reports, installationReport: report }, this.signer);
   }
 
   /** `PUT <director>/manifest`. On a 2xx the installation report and attack reports it carried are settled. */
   async sendManifest(): Promise<boolean> {
     const id = await this.ensureIdentity();
+    // Secondaries first: a report refused on the way becomes one of the Primary's attacks in this manifest.
+    const others = await this.otherReports();
     const attacks = [...this.store.state.pendingAttacks];
     const report = this.store.state.pendingInstallationReport;
-    const doc = await this.buildManifest(attacks, report);
+    const doc = await this.buildManifest(attacks, report, others);
     let status: number;
     try {
       status = (await id.http.request('PUT', `${id.endpoints.director}/manifest`, { body: canonicalize(doc, 'uptane'), maxBytes: MAX_API_RESPONSE })).status;
@@ -377,6 +424,7 @@ export class Primary {
       pendingInstallationReport: s.pendingInstallationReport === report ? undefined : s.pendingInstallationReport,
       pendingAttacks: s.pendingAttacks.filter((a) => !attacks.includes(a)),
     }));
+    for (const [ecu, r] of others) await ecu.reportDelivered?.(r);
     this.log.debug('manifest sent', { attacks: attacks.length, report: report !== undefined });
     return true;
   }
@@ -482,6 +530,7 @@ export class Primary {
     let id: Identity;
     try {
       id = await this.ensureIdentity();
+      await this.discoverSecondaries();
       await this.ensureRegistered(id);
       await this.reportDeviceData(id);
     } catch (err) {
@@ -535,6 +584,8 @@ export class Primary {
       if (downloaded.length > 0) {
         const bundle = await this.metadataBundle(director, verified.imageChecked ? image : undefined);
         const items: ReportItem[] = [];
+        // The Primary's own image first: a Secondary that cannot be reached only delays its own update.
+        downloaded.sort((a, b) => Number(b.ecu === this.primaryEcu) - Number(a.ecu === this.primaryEcu));
         for (const d of downloaded) {
           const outcome = await this.installOne(d, bundle, verified.correlationId);
           if (outcome.success) installedNames.push(d.update.name);
@@ -661,12 +712,13 @@ export class Primary {
     await this.events.add(ecuEvent('EcuInstallationStarted', ecu.serial, correlationId, undefined, this.now()));
     let outcome: InstallOutcome;
     try {
-      const image = { targetName: update.name, path: d.path, target: update.target, imageTarget: update.imageTarget, correlationId };
-      await ecu.putMetadata(bundle);
+      const image: ImageDelivery = { targetName: update.name, path: d.path, target: update.target, imageTarget: update.imageTarget, correlationId };
+      await ecu.putMetadata(bundle, image);
       await ecu.putImage(image);
       outcome = await ecu.install(image, this.log);
     } catch (err) {
-      outcome = { success: false, code: err instanceof UptaneError ? 'VERIFICATION_FAILED' : 'INSTALL_FAILED', description: (err as Error).message };
+      const code = err instanceof EcuError ? err.resultCode : err instanceof UptaneError ? 'VERIFICATION_FAILED' : 'INSTALL_FAILED';
+      outcome = { success: false, code, description: (err as Error).message };
     }
     if (outcome.success) {
       const counter = update.imageTarget?.releaseCounter ?? update.target.releaseCounter;
