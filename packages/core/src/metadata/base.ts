@@ -66,7 +66,8 @@ export abstract class Signed {
 
   /** Expired means the current time is at or past `expires` (the Standard accepts only now < expires). */
   isExpired(now: Date): boolean {
-    return now.getTime() >= this.expiresAt;
+    // Written so that an invalid time (NaN) counts as expired: fail closed.
+    return !(now.getTime() < this.expiresAt);
   }
 
   /** Fields of the payload known to every role, in wire form. */

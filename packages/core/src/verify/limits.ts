@@ -4,6 +4,8 @@
  * storage. Defaults follow aktualizr where it has one, so our client accepts
  * whatever aktualizr accepts from the same server.
  */
+import { UptaneError } from '../errors.js';
+
 export interface Limits {
   /** X: maximum bytes of one `N.root.json` (aktualizr: 64 KiB). */
   readonly rootBytes: number;
@@ -34,6 +36,23 @@ export const DEFAULT_LIMITS: Limits = {
   maxDelegationDepth: 8,
 };
 
+/**
+ * The defaults with some limits replaced. Each limit must be a non-negative
+ * integer: a NaN or a string would make every `size > limit` comparison false
+ * and silently switch the protection off, so it is refused (BAD_ARGUMENT).
+ */
 export function limitsWith(overrides: Partial<Limits> | undefined): Limits {
-  return { ...DEFAULT_LIMITS, ...(overrides ?? {}) };
+  const limits: Record<string, unknown> = { ...DEFAULT_LIMITS };
+  // An override given as undefined keeps the default (Partial<Limits> allows it).
+  for (const [name, value] of Object.entries(overrides ?? {})) if (value !== undefined) limits[name] = value;
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || (value as number) < 0)
+      throw new UptaneError('BAD_ARGUMENT', `limit ${name} must be a non-negative integer, got ${String(value)}`);
+  }
+  return limits as unknown as Limits;
+}
+
+/** Throws BAD_ARGUMENT unless `now` is a valid Date: an invalid one would make every expiry check pass. */
+export function checkNow(now: Date): void {
+  if (!(now instanceof Date) || !Number.isFinite(now.getTime())) throw new UptaneError('BAD_ARGUMENT', 'the current time is not a valid Date');
 }

@@ -882,6 +882,20 @@ describe('Director checks (G-6, G-7, G-8, vehicle id)', () => {
   });
 });
 
+describe('inputs', () => {
+  it('refuses an invalid current time and limits that would switch a check off (fail closed)', async () => {
+    const repo = await imageRepo('uptane');
+    expect(catchUptaneError(() => repo.trusted(repo.provisioned(), { now: new Date('not a date') })).code).toBe('BAD_ARGUMENT');
+    for (const bad of [Number.NaN, -1, 1.5, '100' as unknown as number]) {
+      expect(catchUptaneError(() => repo.trusted(repo.provisioned(), { limits: { timestampBytes: bad } })).code).toBe('BAD_ARGUMENT');
+    }
+    // An override left undefined keeps the default.
+    expect(repo.trusted(repo.provisioned(), { limits: { timestampBytes: undefined } as never }).limits.timestampBytes).toBe(64 * 1024);
+    // Metadata checked against an invalid time counts as expired.
+    expect(parseTargets(repo.files.targets as Uint8Array, 'uptane').signed.isExpired(new Date(Number.NaN))).toBe(true);
+  });
+});
+
 describe('stored files', () => {
   it('drops stored files that no longer parse or verify instead of failing', async () => {
     const repo = await imageRepo('uptane');

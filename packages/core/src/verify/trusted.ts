@@ -29,7 +29,7 @@ import type { Metadata, RoleKeys, RoleType, Signed } from '../metadata/base.js';
 import { parseRoot, type Root } from '../metadata/root.js';
 import { parseTargets, type Targets } from '../metadata/targets.js';
 import { parseSnapshot, parseTimestamp, type MetaFile, type Snapshot, type Timestamp } from '../metadata/snapshot.js';
-import { limitsWith, type Limits } from './limits.js';
+import { checkNow, limitsWith, type Limits } from './limits.js';
 
 /** The bytes of a repository's trusted metadata, as stored by a client. */
 export interface TrustedFiles {
@@ -89,6 +89,7 @@ export class TrustedRepository {
   constructor(files: TrustedFiles, options: TrustedRepositoryOptions) {
     this.dialect = options.dialect;
     this.repository = options.repository;
+    checkNow(options.now);
     this.now = options.now;
     this.limits = limitsWith(options.limits);
     this.isDirector = options.isDirector ?? options.repository === 'director';
