@@ -189,7 +189,7 @@ describe.skipIf(!available && !process.env['CI'])('web console in Chromium', () 
     await page.getByRole('button', { name: 'Launch update' }).click();
     await page.waitForURL(/\/updates\/[0-9a-f-]{36}$/);
     updateId = new URL(page.url()).pathname.split('/').pop() as string;
-    await page.getByText('Updating 1 device').waitFor();
+    await page.getByText('Assigned to 1 device').waitFor();
     const car1Rows = page.locator('tbody[data-device="car-1"]');
     expect(await car1Rows.getAttribute('data-status')).toBe('assigned');
     expect(await car1Rows.textContent()).toContain('car-1-main');

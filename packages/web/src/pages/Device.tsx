@@ -351,8 +351,8 @@ function Credentials({ deviceId, list, onChange }: { deviceId: string; list: Cre
   if (list.length === 0)
     return (
       <Empty>
-        No certificate was issued through the API (devices that provisioned themselves with a fleet <code>credentials.zip</code> get theirs at their first
-        connection).
+        No certificate yet: issue one with <code>npx uptide devices provision</code>, or the device gets one at its first connection with a fleet{' '}
+        <code>credentials.zip</code>.
       </Empty>
     );
   return (

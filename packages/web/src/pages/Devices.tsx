@@ -34,7 +34,7 @@ export function Devices() {
 
   return (
     <>
-      <PageTitle title="Devices">Vehicles and other devices that registered with the Director, with the status of their updates.</PageTitle>
+      <PageTitle title="Devices">The vehicles and other devices of this namespace, with the status of their updates.</PageTitle>
       <form className="filters" role="search" onSubmit={(e) => e.preventDefault()} aria-label="Filter devices">
         <div className="field">
           <label htmlFor="f-q">Name contains</label>

@@ -167,7 +167,7 @@ export function Affected({ result, dryRun }: { result: LaunchResult; dryRun?: bo
     <div className="affected" aria-live="polite">
       {result.affected.length > 0 ? (
         <Notice kind="success">
-          {dryRun ? 'Would update' : 'Updating'} <strong>{result.affected.length}</strong> device{result.affected.length === 1 ? '' : 's'}:{' '}
+          {dryRun ? 'Would update' : 'Assigned to'} <strong>{result.affected.length}</strong> device{result.affected.length === 1 ? '' : 's'}:{' '}
           {result.affected.map((d, i) => (
             <span key={d}>
               {i > 0 ? ', ' : ''}
@@ -181,7 +181,7 @@ export function Affected({ result, dryRun }: { result: LaunchResult; dryRun?: bo
       )}
       {result.notAffected.length > 0 ? (
         <div className="not-affected">
-          <h3>{dryRun ? 'Would not be updated' : 'Not updated'}</h3>
+          <h3>{dryRun ? 'Would not be updated' : 'Not included'}</h3>
           <ul>
             {result.notAffected.map((n) => (
               <li key={n.device}>
