@@ -9,7 +9,7 @@
  * its time is its own clock, never earlier than the last time it verified.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Metadata, expiresIn } from '@uptide/core';
+import { Metadata, expiresIn, parseTimestamp } from '@uptide/core';
 import { ServerWorld } from './harness/server-world.js';
 import { expectDefeated } from './harness/defeated.js';
 import { exportKeys } from './harness/forge.js';
@@ -37,17 +37,18 @@ describe('A4 freeze (time)', () => {
   it('A4.4 a device clock pushed back cannot revive expired metadata: the last verified time is the floor → FREEZE', async () => {
     const v = await world.vehicle({ noUpdate: true });
     const trustedImageTimestamp = v.lastServed('/repo/timestamp.json');
-    // Two days on, a cycle with nothing new verifies the Director only: the floor moves to +2 days,
-    // while the stored Image timestamp (one-day lifetime) expired at +1 day.
-    world.clock.offsetMs = 2 * DAY;
+    const expires = parseTimestamp(trustedImageTimestamp, 'uptane').signed.expiresAt;
+    // A day after the stored Image timestamp expired, a cycle with nothing new verifies the Director
+    // only: the floor moves past that expiry.
+    world.clock.offsetMs = expires + DAY - Date.now();
     expect((await v.primary.cycle()).ok).toBe(true);
     const floor = v.primary.store.state.latestVerifiedTime;
-    expect(floor).toBeGreaterThan(Date.now() + 1.9 * DAY);
+    expect(floor).toBeGreaterThan(expires);
     await world.launch(v.deviceId, 'fw-2.bin');
     await expectDefeated(
       v,
       () => {
-        // The attacker freezes the Image repository at the stored timestamp and sets the device's clock back to +12 hours.
+        // The attacker freezes the Image repository at the stored timestamp and sets the device's clock back before its expiry.
         world.clock.deviceOffsetMs = -1.5 * DAY;
         v.mitm.rule({ path: '/repo/timestamp.json', device: v.deviceId, body: trustedImageTimestamp });
       },
