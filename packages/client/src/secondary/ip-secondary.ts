@@ -356,7 +356,32 @@ export class IpSecondary implements Ecu {
     }
   }
 
-  async putMetadata(bundle: MetadataBundle, image: ImageDelivery): Promise<void> {
+  /**
+   * A Secondary that stops answering is not a failed verification: the
+   * transport's errors become the result code aktualizr would report for the step.
+   */
+  private async step<T>(code: string, what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (isIpUptaneError(err)) throw new EcuError(code, `Secondary ${this.serial} ${what}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+
+  putMetadata(bundle: MetadataBundle, image: ImageDelivery): Promise<void> {
+    return this.step('INTERNAL_ERROR', 'did not take the metadata', () => this.sendMetadata(bundle, image));
+  }
+
+  putImage(image: ImageDelivery): Promise<void> {
+    return this.step('DOWNLOAD_FAILED', 'did not take the image', () => this.sendImage(image));
+  }
+
+  install(image: ImageDelivery): Promise<InstallOutcome> {
+    return this.step('INSTALL_FAILED', 'stopped answering during the installation', () => this.runInstall(image));
+  }
+
+  private async sendMetadata(bundle: MetadataBundle, image: ImageDelivery): Promise<void> {
     const full = this.verification === 'full';
     await this.waitReachable();
     const version = await this.protocolVersion();
@@ -394,7 +419,7 @@ export class IpSecondary implements Ecu {
   }
 
   /** The verified image in uploadDataReq chunks of 1 KiB (aktualizr's size), over one connection. */
-  async putImage(image: ImageDelivery): Promise<void> {
+  private async sendImage(image: ImageDelivery): Promise<void> {
     const conn = await this.client.connect();
     const fh = await open(image.path, 'r');
     try {
@@ -418,7 +443,7 @@ export class IpSecondary implements Ecu {
     }
   }
 
-  async install(image: ImageDelivery): Promise<InstallOutcome> {
+  private async runInstall(image: ImageDelivery): Promise<InstallOutcome> {
     const r = await this.rpc({ type: 'installReq', hash: image.targetName }, ['installResp2', 'installResp'], this.options.timeouts.installMs);
     const description = r.type === 'installResp2' ? r.description : '';
     // aktualizr's InstallationResult::isSuccess: OK and ALREADY_PROCESSED.
