@@ -28,7 +28,7 @@ import { Tokens } from './auth/tokens.js';
 import { Metrics } from './http/metrics.js';
 import { Provisioning } from './provisioning/service.js';
 import { Namespaces } from './namespaces/service.js';
-import { clientErrorHandler, errorHandling, strictJsonBodies } from './http/common.js';
+import { clientErrorHandler, errorHandling, finiteQueryNumbers, strictJsonBodies } from './http/common.js';
 import { consoleRoutes } from './http/console.js';
 import { requireToken, type Services } from './admin/context.js';
 import { imageRoutes } from './admin/image-routes.js';
@@ -177,6 +177,7 @@ function baseOptions(log: Logger) {
 export async function buildAdminApp(services: Services, log: Logger): Promise<FastifyInstance> {
   const app = Fastify({ ...baseOptions(log), bodyLimit: 1024 * 1024 });
   strictJsonBodies(app);
+  finiteQueryNumbers(app);
   errorHandling(app);
   await app.register(multipart, { limits: { fileSize: services.config.maxImageBytes, files: 1, fields: 10 } });
   await app.register(swagger, {
@@ -224,6 +225,7 @@ export async function buildGatewayApp(services: Services, log: Logger): Promise<
         https: { cert: tls?.cert, key: tls?.key, ca: tls?.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const },
       })) as unknown as FastifyInstance;
   strictJsonBodies(app);
+  finiteQueryNumbers(app);
   errorHandling(app);
   await app.register(async (gw) => gatewayRoutes(gw, services, { tls: !plain }));
   return app;

@@ -23,9 +23,15 @@ export interface ByteRange {
   readonly end: number;
 }
 
+export interface PutOptions {
+  readonly maxBytes?: number;
+  /** Refuse fewer bytes (without keeping anything): a refused upload must leave no blob behind. */
+  readonly minBytes?: number;
+}
+
 export interface BlobStore {
-  /** Streams bytes in while hashing (sha256, sha512); refuses more than maxBytes without keeping anything. */
-  put(source: AsyncIterable<Uint8Array>, options?: { readonly maxBytes?: number }): Promise<BlobInfo>;
+  /** Streams bytes in while hashing (sha256, sha512); refuses more than maxBytes or fewer than minBytes without keeping anything. */
+  put(source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<BlobInfo>;
   /** A stream of the blob's bytes (or a range of them). */
   open(id: string, range?: ByteRange): Readable;
   /** Size in bytes, or undefined if there is no such blob. */
@@ -40,7 +46,16 @@ export class BlobTooLargeError extends UptaneError {
   }
 }
 
+/** The upload was shorter than required (an empty image). */
+export class BlobTooSmallError extends UptaneError {
+  constructor(readonly minBytes: number) {
+    super('BAD_ARGUMENT', `the upload has fewer than ${minBytes} bytes`);
+  }
+}
+
 const ID_RE = /^[0-9a-f]{64}$/;
+/** Unfinished uploads older than this were cut by a crash; no running upload is this slow. */
+const STALE_TMP_MS = 24 * 3600 * 1000;
 
 export class FileBlobStore implements BlobStore {
   constructor(private readonly dir: string) {}
@@ -50,9 +65,26 @@ export class FileBlobStore implements BlobStore {
     return join(this.dir, id.slice(0, 2), id);
   }
 
-  async put(source: AsyncIterable<Uint8Array>, options: { readonly maxBytes?: number } = {}): Promise<BlobInfo> {
+  private swept = false;
+
+  /** Removes unfinished uploads a killed process left in tmp/ (old ones only: the directory may be shared by instances). */
+  async sweepTmp(olderThanMs = STALE_TMP_MS): Promise<void> {
+    const tmpDir = join(this.dir, 'tmp');
+    const now = Date.now();
+    for (const name of await fsp.readdir(tmpDir).catch(() => [] as string[])) {
+      const p = join(tmpDir, name);
+      const st = await fsp.stat(p).catch(() => undefined);
+      if (st && now - st.mtimeMs > olderThanMs) await fsp.rm(p, { force: true });
+    }
+  }
+
+  async put(source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<BlobInfo> {
     const tmpDir = join(this.dir, 'tmp');
     await fsp.mkdir(tmpDir, { recursive: true });
+    if (!this.swept) {
+      this.swept = true;
+      await this.sweepTmp();
+    }
     const tmp = join(tmpDir, randomBytes(12).toString('hex'));
     const hasher = new MultiHasher();
     const out = createWriteStream(tmp, { flags: 'wx' });
@@ -68,6 +100,7 @@ export class FileBlobStore implements BlobStore {
           });
       }
       await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      if (hasher.length < (options.minBytes ?? 0)) throw new BlobTooSmallError(options.minBytes ?? 0);
       // Durable before it is referenced: fsync the file, then rename into place.
       const fh = await fsp.open(tmp, 'r');
       try {

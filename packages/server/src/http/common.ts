@@ -4,7 +4,8 @@
  * Range requests for image downloads.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
 import type { JsonError } from '@uptide/core';
 import { parseJson } from '@uptide/core';
 import { toHttpError } from '../errors.js';
@@ -37,17 +38,68 @@ export function strictJsonBodies(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Refuses query-string numbers that are not finite. The schema validator
+ * coerces `?limit=1e400` or `?limit=Infinity` to Infinity and lets it through
+ * `maximum`, and the database then fails on it.
+ */
+export function finiteQueryNumbers(app: FastifyInstance): void {
+  app.addHook('preHandler', async (request) => {
+    const q = request.query as Record<string, unknown> | undefined;
+    if (!q || typeof q !== 'object') return;
+    for (const [k, v] of Object.entries(q)) {
+      for (const x of Array.isArray(v) ? v : [v]) {
+        if (typeof x === 'number' && !Number.isFinite(x)) {
+          throw Object.assign(new Error(`querystring/${k} must be a finite number`), { statusCode: 400, code: 'invalid_request' });
+        }
+      }
+    }
+  });
+}
+
 /** The one error handler: 4xx for the caller's mistakes with a code, opaque 500 for ours (logged). */
 export function errorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const { status, body, headers, internal } = toHttpError(err);
     if (internal) request.log.error({ err }, 'request failed');
     else request.log.info({ code: body.code, status }, body.message);
+    // Refused before the whole body arrived (an upload over the limit): the rest of it is still on the wire and
+    // the stream was torn down, so the connection cannot carry another request. Close it, or the client's next
+    // request on it would hang.
+    if (!request.raw.complete) void reply.header('connection', 'close');
     void reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
   });
+  // Node answers an Expect header other than 100-continue with a bare 417 before any route runs.
+  app.server.on('checkExpectation', (_req, res) => {
+    res.writeHead(417, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ code: 'expectation_failed', message: 'only "Expect: 100-continue" is supported' }));
+  });
+}
+
+/**
+ * Answers requests Node's HTTP parser refuses before any route sees them
+ * (oversized headers, a malformed request line, an unknown method, a request
+ * timeout) with the same `{code, message}` shape as every other error;
+ * Fastify's default writes `{error, message, statusCode}`.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'the request line and headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request took too long to arrive']
+        : [400, 'malformed_request', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ code, message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 /** Sends exact bytes with an ETag; answers 304 when the client already has them. */

@@ -27,7 +27,7 @@ import {
   type JsonObject,
   type Root,
 } from '@uptide/core';
-import type { BlobInfo, BlobStore } from '../blobs/blob-store.js';
+import { BlobTooSmallError, type BlobInfo, type BlobStore } from '../blobs/blob-store.js';
 import type { Storage, Store, TargetRow } from '../storage/store.js';
 import type { TufRepos } from '../keys/tuf-repo.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors.js';
@@ -146,8 +146,13 @@ export class ImageRepository {
         'the targets key of this repository is offline: upload the bytes to /api/v1/user_repo/uploads/<filename>, then push a signed targets.json (uptide keys targets pull / add / sign / push)',
       );
     }
-    const blob = await this.blobs.put(body, { maxBytes });
-    if (blob.length === 0) throw badRequest('empty_image', 'an image must not be empty (aktualizr treats length 0 as OSTree)');
+    let blob: BlobInfo;
+    try {
+      blob = await this.blobs.put(body, { maxBytes, minBytes: 1 });
+    } catch (err) {
+      if (err instanceof BlobTooSmallError) throw badRequest('empty_image', 'an image must not be empty (aktualizr treats length 0 as OSTree)');
+      throw err;
+    }
     return this.addTarget(namespace, filename, input, blob, undefined);
   }
 

@@ -180,7 +180,7 @@ export class Provisioning {
         'invalid_device_id',
         `invalid device id ${JSON.stringify(String(deviceId).slice(0, 80))}: 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`,
       );
-    await this.registry.createDevice(namespace, { deviceId, ...(input.deviceName ? { deviceName: input.deviceName } : {}) });
+    // The certificate first (pure): a key it cannot use must not leave a device behind.
     let cert;
     try {
       cert = await issueDeviceCertificate(this.deviceCa(namespace), {
@@ -193,6 +193,7 @@ export class Provisioning {
         throw badRequest(err.code === 'BAD_KEY' || err.code === 'UNSUPPORTED_ALGORITHM' ? 'invalid_public_key' : 'invalid_request', err.message);
       throw err;
     }
+    await this.registry.createDevice(namespace, { deviceId, ...(input.deviceName ? { deviceName: input.deviceName } : {}) });
     await this.storage.store.insertCredential({
       namespace,
       serial: cert.serial,

@@ -22,6 +22,7 @@ import {
   type SignedDocument,
   type AttackReport,
 } from '@uptide/core';
+import type { DestinationStream } from 'pino';
 import { loadConfig, type ServerConfig } from '../config.js';
 import { startServer, type RunningServer } from '../app.js';
 import { dropPostgresSchema } from '../storage/database.js';
@@ -61,7 +62,7 @@ export interface TestServerOptions {
   /** Settings to override after the test defaults (e.g. maxImageBytes, logLevel). */
   readonly config?: Partial<ServerConfig>;
   /** Capture the production logger's output (use with config.logLevel). */
-  readonly logDestination?: import('pino').DestinationStream;
+  readonly logDestination?: DestinationStream;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
