@@ -537,6 +537,7 @@ export async function openIpSecondaries(
   sections: readonly SecondarySection[] = options.config.secondaries,
 ): Promise<IpSecondaries> {
   const { config, store, log } = options;
+  if (sections.length === 0) return { ecus: [], missing: [] };
   await ensureDir(store.path('secondaries'));
   await removeStaleTempFiles(store.path('secondaries'));
   const timeoutMs = config.ipSecondaries.requestTimeoutSeconds * 1000;
