@@ -138,6 +138,8 @@ export class Primary {
   private identity: Identity | undefined;
   private readonly events: EventQueue;
   private readonly ecusBySerial: Map<string, Ecu>;
+  /** Each repository's object of the latest cycle, for TrustedRepository reuse. */
+  private readonly lastRepository = new Map<RepositoryName, TrustedRepository>();
   /** Configured IP Secondaries not reached yet (asked again at each cycle). */
   private missingSecondaries: readonly SecondarySection[] = [];
   private cycling = false;
@@ -420,10 +422,13 @@ export class Primary {
       this.log.warn('the manifest was not accepted; its reports will be sent again', { status });
       return false;
     }
-    await this.store.update((s) => ({
-      pendingInstallationReport: s.pendingInstallationReport === report ? undefined : s.pendingInstallationReport,
-      pendingAttacks: s.pendingAttacks.filter((a) => !attacks.includes(a)),
-    }));
+    // Nothing carried, nothing to settle: no state write (a check-in makes enough of them).
+    if (report !== undefined || attacks.length > 0) {
+      await this.store.update((s) => ({
+        pendingInstallationReport: s.pendingInstallationReport === report ? undefined : s.pendingInstallationReport,
+        pendingAttacks: s.pendingAttacks.filter((a) => !attacks.includes(a)),
+      }));
+    }
     for (const [ecu, r] of others) await ecu.reportDelivered?.(r);
     this.log.debug('manifest sent', { attacks: attacks.length, report: report !== undefined });
     return true;
@@ -470,7 +475,17 @@ export class Primary {
   private async openRepository(repo: RepositoryName, id: Identity, now: Date): Promise<TrustedRepository> {
     const files = await this.trustedFiles(repo, id);
     try {
-      return new TrustedRepository(files, { dialect: 'uptane', repository: repo, now, limits: this.limits(), isDirector: repo === 'director' });
+      // Files unchanged since the last cycle are taken over parsed and verified (reuse compares bytes).
+      const trusted = new TrustedRepository(files, {
+        dialect: 'uptane',
+        repository: repo,
+        now,
+        limits: this.limits(),
+        isDirector: repo === 'director',
+        reuse: this.lastRepository.get(repo),
+      });
+      this.lastRepository.set(repo, trusted);
+      return trusted;
     } catch (err) {
       const file = this.store.path('metadata', repo, 'root.json');
       throw new StateError(
