@@ -168,6 +168,25 @@ describe('configuration', () => {
     expect(error(MINIMAL + '\n[[secondaries]]\naddress = "a:1"\nverify = "full"\n').key).toBe('secondaries[0].verify');
   });
 
+  it('reads [ip_secondaries] (wait port and timeouts) with defaults, and refuses a Secondary listed twice', () => {
+    expect(parse(MINIMAL).ipSecondaries).toEqual({
+      waitPort: undefined,
+      waitHost: '0.0.0.0',
+      waitTimeoutSeconds: 60,
+      requestTimeoutSeconds: 30,
+      installTimeoutSeconds: 3600,
+      preinstallWaitSeconds: 30,
+    });
+    const c = parse(
+      MINIMAL +
+        '\n[[secondaries]]\naddress = "10.0.0.2:9050"\n\n[ip_secondaries]\nwait_port = 9040\nwait_timeout = 5\npreinstall_wait = 0\ninstall_timeout = 600\n',
+    );
+    expect(c.ipSecondaries).toMatchObject({ waitPort: 9040, waitTimeoutSeconds: 5, preinstallWaitSeconds: 0, installTimeoutSeconds: 600 });
+    expect(error(MINIMAL + '\n[ip_secondaries]\nwait_port = 70000\n').key).toBe('ip_secondaries.wait_port');
+    expect(error(MINIMAL + '\n[ip_secondaries]\nwaitport = 9040\n').message).toContain('did you mean wait_port?');
+    expect(error(MINIMAL + '\n[[secondaries]]\naddress = "10.0.0.2:9050"\n\n[[secondaries]]\naddress = "10.0.0.2:9050"\n').key).toBe('secondaries[1].address');
+  });
+
   it('reports TOML syntax errors with the line', () => {
     const e = error('[device\nstorage = 1');
     expect(e.message).toContain('not valid TOML');

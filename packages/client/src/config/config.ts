@@ -207,6 +207,9 @@ export class Section {
   }
 
   missing(key: string, fix: string): ConfigError {
+    // A misspelt key reads as a missing one: name the likely typo.
+    const typo = Object.keys(this.t).find((k) => k !== key && suggest(k, [key]) === key);
+    if (typo !== undefined) return new ConfigError(`${this.where(key)} is missing; ${typo} is not a known key`, this.keyName(key), `did you mean ${key}?`);
     return new ConfigError(`${this.where(key)} is missing`, this.keyName(key), fix);
   }
 

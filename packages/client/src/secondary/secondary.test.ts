@@ -1,13 +1,14 @@
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { parseRoot, type JsonObject } from '@uptide/core';
+import { computeHashes, parseRoot, type JsonObject } from '@uptide/core';
 import { loadConfig } from '../config/config.js';
 import { memoryLogger } from '../primary/log.js';
 import { Primary } from '../primary/primary.js';
 import { writeDeviceSetup, type DeviceSetupOptions } from '../testing/device-setup.js';
-import { RepoMock } from '../testing/repo-mock.js';
+import { newSigner, RepoMock } from '../testing/repo-mock.js';
 import { SecondaryClient, RESULT_CODE } from './protocol/index.js';
 import { Secondary } from './secondary.js';
 import { loadSecondaryConfig } from './config.js';
@@ -177,7 +178,6 @@ describe('Secondaries driven by the Primary', () => {
     expect((await v.primary.cycle()).ok).toBe(true);
     // The Secondary's state is replaced under the Primary's feet: a new ECU key at the same address and serial.
     await v.full.secondary.close();
-    const { rmSync } = await import('node:fs');
     rmSync(join(v.full.setup.storage, 'ecu-key.pem'));
     const cfg = loadSecondaryConfig(v.full.setup.configPath);
     const impostor = await Secondary.open({
@@ -197,7 +197,6 @@ describe('Secondaries driven by the Primary', () => {
   it('waits on the wait port for a Secondary that announces itself (aktualizr-secondary primary_ip/primary_port)', async () => {
     const mock = await RepoMock.start();
     cleanups.push(() => mock.close());
-    const { createServer } = await import('node:net');
     const freePort = () =>
       new Promise<number>((ok) => {
         const s = createServer().listen(0, '127.0.0.1', () => {
@@ -285,5 +284,118 @@ describe('uptide-secondary on the wire', () => {
     expect(info2.key).toBe(info.key);
     const report2 = JSON.parse(Buffer.from((await client2.request({ type: 'manifestReq' }, { expect: 'manifestResp' })).manifest).toString('utf8'));
     expect(report2.signed.report_counter).toBe('2');
+  });
+
+  it('installs from what stock aktualizr sends a full Secondary (Director root and targets only), then the Image repository in full', async () => {
+    const mock = await RepoMock.start();
+    cleanups.push(() => mock.close());
+    const roots = { director: mock.directorRoot.bytes(1) as Uint8Array, image: mock.image.root.bytes(1) as Uint8Array };
+    const setup = writeSecondarySetup(roots, { verification: 'full', ecuSerial: 'akt-style' });
+    const { secondary, endpoint } = await startSecondary(setup);
+    cleanups.push(() => secondary.close());
+    await mock.rotateRoot('image');
+    const bytes = randomBytes(3000);
+    await mock.addImage('a.bin', bytes, { hardwareIds: ['full-board'] });
+    await mock.setDirectorTargets('car', [
+      { name: 'a.bin', ecus: { 'akt-style': 'full-board' }, length: bytes.length, hashes: mock.findImage('a.bin')!.hashes },
+    ]);
+    const d = mock.director('car');
+    const client = new SecondaryClient(endpoint);
+    // aktualizr's sequence: the Image root chain first (rootVerReq, putRootReq for the intermediate ones: none here), then the metadata.
+    expect(await client.request({ type: 'rootVerReq', repotype: 1 }, { expect: 'rootVerResp' })).toMatchObject({ version: 1 });
+    const put = await client.request(
+      {
+        type: 'putMetaReq2',
+        directorRepo: [
+          { role: 'root', json: mock.directorRoot.latest },
+          { role: 'targets', json: d.targetsFile.bytes },
+        ],
+        imageRepo: [
+          { role: 'root', json: mock.image.root.latest },
+          { role: 'timestamp', json: mock.image.timestamp.bytes },
+          { role: 'snapshot', json: mock.image.snapshot.bytes },
+          { role: 'targets', json: mock.image.targetsFile.bytes },
+        ],
+      },
+      { expect: 'putMetaResp2' },
+    );
+    expect(put).toMatchObject({ result: RESULT_CODE.ok });
+    for (let off = 0; off < bytes.length; off += 1024) {
+      expect(await client.request({ type: 'uploadDataReq', data: bytes.subarray(off, off + 1024) }, { expect: 'uploadDataResp' })).toMatchObject({
+        result: RESULT_CODE.ok,
+      });
+    }
+    expect(await client.request({ type: 'installReq', hash: 'a.bin' }, { expect: 'installResp2' })).toMatchObject({ result: RESULT_CODE.ok });
+    expect(readFileSync(setup.installedPath).equals(bytes)).toBe(true);
+    // The Image root walked to version 2 on the way, and became the trusted one.
+    expect(await client.request({ type: 'rootVerReq', repotype: 1 }, { expect: 'rootVerResp' })).toMatchObject({ version: 2 });
+    expect(existsSync(join(setup.storage, 'metadata/director/timestamp.json'))).toBe(false);
+    expect(existsSync(join(setup.storage, 'metadata/image/timestamp.json'))).toBe(true);
+  });
+
+  it('drops the stored timestamp and snapshot when a root from putRootReq changes their keys (R-4)', async () => {
+    const mock = await RepoMock.start();
+    cleanups.push(() => mock.close());
+    const roots = { director: mock.directorRoot.bytes(1) as Uint8Array, image: mock.image.root.bytes(1) as Uint8Array };
+    const v = await (async () => {
+      const full = writeSecondarySetup(roots, { verification: 'full' });
+      const { secondary, endpoint } = await startSecondary(full);
+      cleanups.push(() => secondary.close());
+      return { full, secondary, port: endpoint.port };
+    })();
+    const setup = writeDeviceSetup(mock, { extraToml: primarySecondariesToml([{ port: v.port, verification: 'full' }]) });
+    const primary = await Primary.open({ config: loadConfig(setup.configPath), retryDelayMs: 10 });
+    cleanups.push(() => primary.close());
+    expect((await primary.cycle()).ok).toBe(true);
+    const bytes = randomBytes(100);
+    await mock.addImage('x.bin', bytes, { hardwareIds: ['full-board'] });
+    await mock.assign(setup.deviceId, 'x.bin', { ecuSerial: v.secondary.serial });
+    expect((await primary.cycle()).installed).toEqual(['x.bin']);
+    expect(existsSync(join(v.full.storage, 'metadata/director/timestamp.json'))).toBe(true);
+    const rotated = await mock.rotateRoot('director', { keys: { timestamp: [await newSigner()] } });
+    const r = await new SecondaryClient({ host: '127.0.0.1', port: v.port }).request(
+      { type: 'putRootReq', repotype: 0, json: rotated },
+      { expect: 'putRootResp' },
+    );
+    expect(r.result).toBe(RESULT_CODE.ok);
+    expect(existsSync(join(v.full.storage, 'metadata/director/timestamp.json'))).toBe(false);
+    expect(existsSync(join(v.full.storage, 'metadata/director/snapshot.json'))).toBe(false);
+    expect(existsSync(join(v.full.storage, 'metadata/director/targets.json'))).toBe(true);
+    expect(existsSync(join(v.full.storage, 'metadata/director/roots/2.root.json'))).toBe(true);
+  });
+
+  it('settles an install a power cut interrupted: done when the file installer had put the new image in place, else not', async () => {
+    const mock = await RepoMock.start();
+    cleanups.push(() => mock.close());
+    const roots = { director: mock.directorRoot.bytes(1) as Uint8Array, image: mock.image.root.bytes(1) as Uint8Array };
+    const setup = writeSecondarySetup(roots, { verification: 'partial' });
+    const { secondary } = await startSecondary(setup);
+    const image = randomBytes(777);
+    const marker = {
+      ecuSerial: secondary.serial,
+      targetName: 'new.bin',
+      length: image.length,
+      hashes: computeHashes(image),
+      correlationId: undefined,
+      startedAt: new Date().toISOString(),
+    };
+    await secondary.store.writePendingInstall(marker);
+    await secondary.close();
+    mkdirSync(join(setup.dir, 'installed'), { recursive: true });
+    // The installer had not got there: the old image is in place.
+    writeFileSync(setup.installedPath, 'old image');
+    const log = memoryLogger();
+    let again = await Secondary.open({ config: loadSecondaryConfig(setup.configPath), log });
+    expect(log.lines.some((l) => l.includes('an installation was interrupted'))).toBe(true);
+    expect(again.installed).toBeUndefined();
+    expect(await again.store.readPendingInstall()).toBeUndefined();
+    await again.store.writePendingInstall(marker);
+    await again.close();
+    // It had: the new image is in place.
+    writeFileSync(setup.installedPath, image);
+    again = await Secondary.open({ config: loadSecondaryConfig(setup.configPath), log });
+    cleanups.push(() => again.close());
+    expect(again.installed).toMatchObject({ filename: 'new.bin', length: 777 });
+    expect(await again.store.readPendingInstall()).toBeUndefined();
   });
 });
