@@ -3,10 +3,13 @@
 // add is Fast Refresh in `vite` dev mode.
 import { defineConfig } from 'vite';
 
-export default defineConfig({
+export default defineConfig(({ command }) => ({
   root: import.meta.dirname,
+  // A production build whatever NODE_ENV says (vitest sets "test" when a test builds the console): React's
+  // production runtime, and JSX compiled for it.
+  define: { 'process.env.NODE_ENV': JSON.stringify(command === 'build' ? 'production' : 'development') },
   base: '/',
-  oxc: { jsx: { runtime: 'automatic', importSource: 'react' } },
+  oxc: { jsx: { runtime: 'automatic', importSource: 'react', development: command !== 'build' } },
   build: {
     outDir: 'dist',
     emptyOutDir: true,
@@ -19,4 +22,4 @@ export default defineConfig({
     // `npm run dev -w @uptide/web` next to `npm start`: the API calls go to the running server.
     proxy: { '/api': process.env['UPTIDE_SERVER'] ?? 'http://127.0.0.1:8080' },
   },
-});
+}));
