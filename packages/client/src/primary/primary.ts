@@ -56,7 +56,7 @@ import { createInstaller, type InstallOutcome, type Installer } from '../install
 import { ensureDir } from '../state/atomic.js';
 import { StateError, StateStore, type DeviceCredentials, type RepositoryName } from '../state/store.js';
 import { CLIENT_NAME, CLIENT_VERSION, configReport, installedPackages, networkInfo, systemInfo } from './device-data.js';
-import { openIpSecondaries } from '../secondary/ip-secondary.js';
+import { openIpSecondaries, type IpSecondaries } from '../secondary/ip-secondary.js';
 import { EcuError, PrimaryEcu, type Ecu, type ImageDelivery, type MetadataBundle, type RepositoryMetadata } from './ecu.js';
 import { ecuEvent, EventQueue } from './events.js';
 import { silentLogger, type Logger } from './log.js';
@@ -191,11 +191,8 @@ export class Primary {
       const ecu = new PrimaryEcu(serial, config.primary.hardwareId, signer, store, installer);
       // aktualizr's start-up: ask each IP Secondary who it is, waiting on the wait port for the late ones.
       const ip = await openIpSecondaries({ config, store, log, wait: true, onRefusedReport: (a) => store.addAttack(a) });
-      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, [
-        ...(options.secondaries ?? []),
-        ...ip.ecus,
-      ]);
-      primary.missingSecondaries = ip.missing;
+      const primary = new Primary(config, store, signer, ecu, log, options.clock ?? Date.now, options.retryDelayMs, options.secondaries ?? []);
+      primary.joinIpSecondaries(ip);
       await primary.recoverInterruptedInstall();
       return primary;
     } catch (err) {
@@ -227,14 +224,22 @@ export class Primary {
       { config: this.config, store: this.store, log: this.log, wait: false, onRefusedReport: (a) => this.store.addAttack(a) },
       this.missingSecondaries,
     );
+    this.joinIpSecondaries(found);
+  }
+
+  /** Adds the IP Secondaries that answered; one whose serial is already taken stays out (and is asked again later). */
+  private joinIpSecondaries(found: IpSecondaries): void {
+    const missing = [...found.missing];
     for (const e of found.ecus) {
       try {
         this.addEcu(e);
-      } catch (err) {
-        this.log.error('a Secondary reported a serial already used in this vehicle; ignored', { ecu: e.serial, error: (err as Error).message });
+      } catch {
+        this.log.error('a Secondary reported a serial already used in this vehicle; it is left out', { ecu: e.serial, address: e.address });
+        const section = this.config.secondaries.find((s) => s.address === e.address);
+        if (section) missing.push(section);
       }
     }
-    this.missingSecondaries = found.missing;
+    this.missingSecondaries = missing;
   }
 
   /** A marker left by an install that never finished becomes a failed installation report. */

@@ -227,6 +227,11 @@ export class IpSecondary implements Ecu {
     return this.options.endpoint;
   }
 
+  /** The address configured in `[[secondaries]]`. */
+  get address(): string {
+    return this.options.address;
+  }
+
   get verification(): 'full' | 'partial' {
     return this.options.verification;
   }

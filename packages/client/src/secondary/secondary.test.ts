@@ -248,6 +248,37 @@ describe('Secondaries driven by the Primary', () => {
   });
 });
 
+describe('Secondaries that misbehave at start-up', () => {
+  it('leaves out a Secondary that reports a serial already used in the vehicle, and the Primary still updates', async () => {
+    const mock = await RepoMock.start();
+    cleanups.push(() => mock.close());
+    const roots = { director: mock.directorRoot.bytes(1) as Uint8Array, image: mock.image.root.bytes(1) as Uint8Array };
+    const a = await startSecondary(writeSecondarySetup(roots, { verification: 'full', ecuSerial: 'twin' }));
+    const b = await startSecondary(writeSecondarySetup(roots, { verification: 'partial', ecuSerial: 'twin' }));
+    cleanups.push(
+      () => a.secondary.close(),
+      () => b.secondary.close(),
+    );
+    const setup = writeDeviceSetup(mock, {
+      extraToml: primarySecondariesToml([
+        { port: a.endpoint.port, verification: 'full' },
+        { port: b.endpoint.port, verification: 'partial' },
+      ]),
+    });
+    const log = memoryLogger();
+    const primary = await Primary.open({ config: loadConfig(setup.configPath), log, retryDelayMs: 10 });
+    cleanups.push(() => primary.close());
+    expect(primary.ecus.map((e) => e.serial)).toEqual([primary.primaryEcu.serial, 'twin']);
+    expect(log.lines.some((l) => l.includes('a Secondary reported a serial already used in this vehicle'))).toBe(true);
+    const image = randomBytes(500);
+    await mock.addImage('p.bin', image, { hardwareIds: ['test-board'] });
+    expect((await primary.cycle()).ok).toBe(true);
+    await mock.assign(setup.deviceId, 'p.bin');
+    expect(await primary.cycle()).toMatchObject({ ok: true, installed: ['p.bin'] });
+    expect(mock.manifestsOf(setup.deviceId).at(-1)?.verified).toBe(true);
+  });
+});
+
 describe('uptide-secondary on the wire', () => {
   it('answers getInfo, version, root versions and reports as aktualizr-secondary does, and keeps its state across restarts', async () => {
     const mock = await RepoMock.start();
