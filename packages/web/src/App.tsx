@@ -1,6 +1,6 @@
 /** The console's shell: sign-in gate, header and navigation, and the page for the current path. */
 import { useCallback, useEffect, useState, type ReactNode } from 'react';
-import { api, setUnauthorizedHandler, tokenStore, type WhoAmI } from './api';
+import { api, ApiError, setUnauthorizedHandler, tokenStore, type WhoAmI } from './api';
 import { Link, matchRoute, navigate, useLocation } from './router';
 import { SignIn } from './pages/SignIn';
 import { Overview } from './pages/Overview';
@@ -73,7 +73,11 @@ export function App() {
         setWho(w);
         setChecking(false);
       },
-      () => setChecking(false),
+      (err: unknown) => {
+        // A refused token is reported by the 401 handler; say so when the server is not there at all.
+        if (err instanceof ApiError && err.status === 0) setSignInMessage(err.message);
+        setChecking(false);
+      },
     );
   }, [checking]);
 
