@@ -39,7 +39,7 @@ const TARGETS = Number(values.targets);
  * Operations per second of each function, measured in alternating rounds (so that a slower
  * moment of a shared machine hits every candidate alike); the best round of each counts.
  */
-function rates(fns, seconds = SECONDS, rounds = 5) {
+function rates(fns, seconds = SECONDS, rounds = 9) {
   const slice = BigInt(Math.round((seconds * 1e9) / rounds));
   const best = fns.map(() => 0);
   for (const fn of fns) for (let i = 0; i < 200; i++) fn(); // warm-up
