@@ -856,6 +856,17 @@ describe('Director checks (G-6, G-7, G-8, vehicle id)', () => {
     expect(err.path).toBe('signed.targets["a"].custom.ecuIdentifiers');
   });
 
+  it('refuses target names unsafe on the ECU: empty, "." or ".." segments, a leading "/", control characters (A17)', () => {
+    for (const name of ['../x.bin', 'a/../../x.bin', '/etc/x.bin', 'a//b.bin', 'a/./b.bin', '..\\x.bin', 'a\u0000.bin', 'a\n.bin', 'a/']) {
+      const err = catchUptaneError(() => checkDirectorTargets(targetsWith([directorTarget(name, 'a', { 'ecu-primary': 'hw-p' })]), { ecus }));
+      expectError(err, FormatError, 'MALFORMED_METADATA');
+      expect(err.path).toBe(`signed.targets[${JSON.stringify(name)}]`);
+    }
+    for (const name of ['dir/a b+c!*(x).bin', 'fw-1.0_rc~2.bin', 'caf\u00e9.bin', '..a.bin', 'a..b/c']) {
+      expect(() => checkDirectorTargets(targetsWith([directorTarget(name, 'a', { 'ecu-primary': 'hw-p' })]), { ecus })).not.toThrow();
+    }
+  });
+
   it('vehicle id: empty Director targets must name this vehicle (Director replay)', () => {
     expectError(
       catchUptaneError(() => checkDirectorTargets(targetsWith([]), { ecus, vehicleId: 'vin-1' })),

@@ -569,6 +569,7 @@ export function checkDirectorTargets(targets: Targets, check: DirectorTargetsChe
   if (targets.delegations !== undefined) throw new SignatureError('Director targets may not delegate', ctx);
   const seen = new Set<string>();
   for (const [name, t] of targets.targets) {
+    checkTargetName(name, ctx);
     const ids = t.ecuIdentifiers;
     if (ids.size === 0)
       throw new FormatError(`Director target ${JSON.stringify(name)} names no ECU`, {
@@ -597,6 +598,23 @@ export function checkDirectorTargets(targets: Targets, check: DirectorTargetsChe
   }
   if (targets.targets.size === 0 && vid === undefined && (check.requireVehicleIdWhenEmpty ?? true)) {
     throw new DirectorReplayError('empty Director targets without a vehicle identifier could be replayed from another vehicle', ctx);
+  }
+}
+
+/**
+ * A directed image's name must be safe to use on the ECU (§5.2.7 rule 3, A17):
+ * it becomes part of a URL under the Image repository's `targets/`, a log
+ * line, and an argument of installer commands. So no empty, `.` or `..` path
+ * segment (which would climb out of `targets/` once the URL is resolved, or
+ * out of a directory an installer writes under), no leading `/`, and no
+ * control characters (a NUL or a newline).
+ */
+export function checkTargetName(name: string, ctx: { repository?: string; role?: string } = {}): void {
+  const path = `signed.targets[${JSON.stringify(name)}]`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) throw new FormatError(`target name ${JSON.stringify(name)} contains a control character`, { ...ctx, path });
+  if (name.split(/[/\\]/).some((seg) => seg === '' || seg === '.' || seg === '..')) {
+    throw new FormatError(`target name ${JSON.stringify(name)} has an empty, "." or ".." path segment`, { ...ctx, path });
   }
 }
 
