@@ -37,12 +37,10 @@ async function nextRoot(
   signers: readonly Signer[],
   o: { rootKeys?: readonly Signer[]; version?: number; expiresSeconds?: number } = {},
 ): Promise<Uint8Array> {
-  let keys = root.keys;
-  let roles = root.roles;
+  const keys = new Map(root.keys);
+  const roles = new Map(root.roles);
   if (o.rootKeys) {
-    keys = new Map(root.keys);
     for (const k of o.rootKeys) keys.set(k.publicKey.keyId('uptane'), k.publicKey);
-    roles = new Map(root.roles);
     roles.set(
       'root',
       new RoleDefinition(

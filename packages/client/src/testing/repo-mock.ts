@@ -149,8 +149,16 @@ export interface DelegationOptions {
   readonly terminating?: boolean;
   readonly hardwareIds?: readonly string[];
   readonly threshold?: number;
-  /** Signers of the delegated role (default: one new key). */
+  /** Signers of the delegated role (default: one new key; an existing role's keys when `name` is already delegated). */
   readonly signers?: LocalSigner[];
+  /** The role that delegates (default: the top-level targets). A name already delegated elsewhere reuses that role's file. */
+  readonly delegator?: string;
+  /**
+   * A multi-role delegation (procedure M): these roles, each its own file,
+   * of which `minRolesInAgreement` must agree. `name` then only labels the group.
+   */
+  readonly roles?: ReadonlyArray<{ readonly name: string; readonly signers?: LocalSigner[] }>;
+  readonly minRolesInAgreement?: number;
 }
 
 interface DelegatedRole {
@@ -159,6 +167,14 @@ interface DelegatedRole {
   readonly targets: Map<string, TargetFile>;
   version: number;
   bytes: Uint8Array;
+  /** Roles of one multi-role delegation share a group. */
+  readonly group?: { readonly id: number; readonly min: number };
+  /** Another delegation of a role that already has its file (a second delegator, a cycle). */
+  readonly alias?: boolean;
+  /** Keep serving this version (the supplier does not re-sign when the repository publishes). */
+  frozen?: boolean;
+  /** Sign the file with these keys instead of the delegated ones (which the delegator keeps listing). */
+  signWith?: LocalSigner[];
 }
 
 /** Serves one role's current bytes and keeps older versions for replays. */
@@ -193,32 +209,16 @@ export class ImageRepo {
   async publish(): Promise<void> {
     const k = this.root.keys;
     for (const d of this.delegations) {
+      if (d.alias || d.frozen) continue;
       d.version++;
-      const md = await Metadata.create(new Targets({ version: d.version, expires: this.exp('targets', 30 * DAY), targets: d.targets }), 'uptane', d.signers);
+      const md = await Metadata.create(
+        new Targets({ version: d.version, expires: this.exp('targets', 30 * DAY), targets: d.targets, delegations: this.delegationsOf(d.options.name) }),
+        'uptane',
+        d.signWith ?? d.signers,
+      );
       d.bytes = md.toBytes();
     }
-    let delegations: Delegations | undefined;
-    if (this.delegations.length > 0) {
-      const keys = new Map<string, PublicKey>();
-      const roles = this.delegations.map((d) => {
-        const keyids = d.signers.map((s) => {
-          const id = s.publicKey.keyId('uptane');
-          keys.set(id, s.publicKey);
-          return id;
-        });
-        const o = d.options;
-        return new Delegation(
-          [{ name: o.name, keyids, threshold: o.threshold ?? 1 }],
-          1,
-          [...o.paths],
-          undefined,
-          o.terminating ?? false,
-          o.hardwareIds ? [...o.hardwareIds] : undefined,
-          false,
-        );
-      });
-      delegations = new Delegations(keys, roles);
-    }
+    const delegations = this.delegationsOf('targets');
     const tv = this.targetsFile.version + 1;
     const targets = await Metadata.create(
       new Targets({ version: tv, expires: this.exp('targets', 30 * DAY), targets: new Map(this.targets), delegations }),
@@ -227,7 +227,7 @@ export class ImageRepo {
     );
     this.targetsFile.set(tv, targets.toBytes());
     const meta = new Map<string, MetaFile>([['targets.json', MetaFile.describe(tv, this.targetsFile.bytes)]]);
-    for (const d of this.delegations) meta.set(`${d.options.name}.json`, MetaFile.describe(d.version, d.bytes));
+    for (const d of this.delegations) if (!d.alias) meta.set(`${d.options.name}.json`, MetaFile.describe(d.version, d.bytes));
     const sv = this.snapshot.version + 1;
     const snapshot = await Metadata.create(new Snapshot({ version: sv, expires: this.exp('snapshot', 7 * DAY), meta }), 'uptane', k.snapshot);
     this.snapshot.set(sv, snapshot.toBytes());
@@ -241,7 +241,43 @@ export class ImageRepo {
   }
 
   delegated(role: string): DelegatedRole | undefined {
-    return this.delegations.find((d) => d.options.name === role);
+    return this.delegations.find((d) => d.options.name === role && !d.alias);
+  }
+
+  /** The delegations a role's file carries, in the order they were added (multi-role groups merged). */
+  private delegationsOf(delegator: string): Delegations | undefined {
+    const mine = this.delegations.filter((d) => (d.options.delegator ?? 'targets') === delegator);
+    if (mine.length === 0) return undefined;
+    const keys = new Map<string, PublicKey>();
+    const list: Delegation[] = [];
+    let groupOf: number | undefined;
+    for (const d of mine) {
+      const keyids = d.signers.map((s) => {
+        const id = s.publicKey.keyId('uptane');
+        keys.set(id, s.publicKey);
+        return id;
+      });
+      const role = { name: d.options.name, keyids, threshold: d.options.threshold ?? 1 };
+      const o = d.options;
+      const last = list.at(-1);
+      if (d.group && last && groupOf === d.group.id) {
+        list[list.length - 1] = new Delegation(
+          [...last.roles, role],
+          last.minRolesInAgreement,
+          last.paths,
+          undefined,
+          last.terminating,
+          last.hardwareIds,
+          true,
+        );
+        continue;
+      }
+      groupOf = d.group?.id;
+      list.push(
+        new Delegation([role], d.group?.min ?? 1, [...o.paths], undefined, o.terminating ?? false, o.hardwareIds ? [...o.hardwareIds] : undefined, !!d.group),
+      );
+    }
+    return new Delegations(keys, list);
   }
 }
 
@@ -400,6 +436,7 @@ export class RepoMock {
   private readonly directors = new Map<string, DeviceDirector>();
   private readonly tampers: Array<{ rule: TamperRule; hits: number; removed: boolean }> = [];
   private readonly sockets = new Set<Socket>();
+  private groups = 0;
   url = '';
 
   private constructor(
@@ -503,12 +540,42 @@ export class RepoMock {
     return t;
   }
 
-  /** Adds a delegation (in priority order) from the top-level targets and republishes. */
+  /**
+   * Adds a delegation (in priority order) from the top-level targets, or from
+   * `delegator`, and republishes. Returns the signers of the delegated role
+   * (of every role, in order, for a multi-role delegation).
+   */
   async addDelegation(options: DelegationOptions): Promise<LocalSigner[]> {
-    const signers = options.signers ?? [await newSigner()];
-    this.image.delegations.push({ options, signers, targets: new Map(), version: 0, bytes: new Uint8Array() });
+    const all: LocalSigner[] = [];
+    if (options.roles) {
+      const group = { id: ++this.groups, min: options.minRolesInAgreement ?? 1 };
+      for (const r of options.roles) {
+        const signers = r.signers ?? [await newSigner()];
+        all.push(...signers);
+        this.image.delegations.push({
+          options: { ...options, name: r.name, roles: undefined },
+          signers,
+          targets: new Map(),
+          version: 0,
+          bytes: new Uint8Array(),
+          group,
+        });
+      }
+    } else {
+      const existing = this.image.delegated(options.name);
+      const signers = options.signers ?? existing?.signers ?? [await newSigner()];
+      all.push(...signers);
+      this.image.delegations.push({
+        options,
+        signers,
+        targets: existing?.targets ?? new Map(),
+        version: 0,
+        bytes: new Uint8Array(),
+        alias: existing !== undefined,
+      });
+    }
     await this.image.publish();
-    return signers;
+    return all;
   }
 
   /**
