@@ -145,9 +145,10 @@ export async function directorRoutes(app: FastifyInstance, services: Services): 
       const devices = b.devices ?? (await registry.groupMembers(namespace, b.group as string));
       if (devices.length === 0) throw badRequest('no_devices', 'no devices to update');
       const image = await resolveImage(services, namespace, b.image);
+      if (b.dryRun) return reply.code(200).send({ id: null, image: image.filename, ...(await updates.previewForImage(namespace, image, devices)) });
       const id = await updates.createForImage(namespace, image, b.name);
-      const res = await updates.assign(namespace, id, devices, { dryRun: b.dryRun ?? false });
-      return reply.code(b.dryRun ? 200 : 201).send({ id, image: image.filename, ...res });
+      const res = await updates.assign(namespace, id, devices);
+      return reply.code(201).send({ id, image: image.filename, ...res });
     },
   );
 
@@ -162,7 +163,12 @@ export async function directorRoutes(app: FastifyInstance, services: Services): 
     },
     async (request) => {
       const p = paging(request.query);
-      const res = await updates.list(ns(request), p.offset, p.limit);
+      const namespace = ns(request);
+      const res = await updates.list(namespace, p.offset, p.limit);
+      const counts = await updates.deviceCounts(
+        namespace,
+        res.rows.map((u) => u.id),
+      );
       return {
         total: res.total,
         ...p,
@@ -171,6 +177,7 @@ export async function directorRoutes(app: FastifyInstance, services: Services): 
           name: u.name,
           targets: JSON.parse(u.targets_json) as unknown,
           createdAt: new Date(u.created_at).toISOString(),
+          counts: counts.get(u.id) ?? {},
         })),
       };
     },

@@ -56,6 +56,12 @@ export async function registryRoutes(app: FastifyInstance, services: Services): 
   });
 
   r.get(
+    '/api/v1/fleet/stats',
+    { schema: { summary: 'Devices by status across the namespace (NotSeen, UpToDate, UpdatePending, UpdateInFlight, Error)', tags: ['devices'] } },
+    async (request) => registry.stats(ns(request)),
+  );
+
+  r.get(
     '/api/v1/devices/:id',
     { schema: { summary: 'A device: ECUs, installed images, status, updates, attacks, groups', tags: ['devices'], params: Type.Object({ id: DeviceId }) } },
     async (request) => registry.details(ns(request), request.params.id),

@@ -94,7 +94,8 @@ async function main(): Promise<number> {
   const lines = [
     '',
     'Uptide is running.',
-    `  admin API     ${server.adminUrl}   (OpenAPI docs: ${server.adminUrl}/docs, health: /healthz, metrics: /metrics)`,
+    `  web console   ${server.adminUrl}/`,
+    `  admin API     ${server.adminUrl}/api/v1   (OpenAPI docs: ${server.adminUrl}/docs, health: /healthz, metrics: /metrics)`,
     `  device gateway ${server.gatewayUrl}   (${config.devicePlainHttp ? 'PLAIN HTTP, development only' : 'TLS with device certificates'})`,
     `  data          ${config.dataDir}   (database: ${server.services.storage.database.description})`,
     `  admin token   ${tokenFile}${server.firstToken ? '   (created now)' : ''}`,

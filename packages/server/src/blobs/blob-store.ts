@@ -95,8 +95,17 @@ export class FileBlobStore implements BlobStore {
         if (hasher.length > max) throw new BlobTooLargeError(max);
         if (!out.write(chunk))
           await new Promise<void>((resolve, reject) => {
-            out.once('drain', resolve);
-            out.once('error', reject);
+            // Remove the other listener each time, or a slow upload piles up 'error' listeners.
+            const onDrain = () => {
+              out.off('error', onError);
+              resolve();
+            };
+            const onError = (err: Error) => {
+              out.off('drain', onDrain);
+              reject(err);
+            };
+            out.once('drain', onDrain);
+            out.once('error', onError);
           });
       }
       await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));

@@ -47,6 +47,11 @@ function sha256Hex(b: Uint8Array): string {
 
 const SERIAL_RE = /^[\x21-\x7e]{1,64}$/;
 
+/** What is stored of a report's nonce: itself when it fits the column (255), else its SHA-256 (reuse is still detected). */
+function nonceKey(nonce: string): string {
+  return nonce.length <= 255 ? nonce : `sha256:${sha256Hex(Buffer.from(nonce, 'utf8'))}`;
+}
+
 /** A manifest the Director refuses: a 4xx answer, and a security event when it looks like an attack. */
 export class ManifestRefused extends ApiError {
   constructor(
@@ -286,7 +291,8 @@ export class Director {
         await this.storage.store.insertSecurityEvent({
           namespace,
           device_id: deviceId,
-          ecu_serial: err.ecuSerial ?? null,
+          // An unknown ECU's serial comes from the manifest: cut to the column.
+          ecu_serial: err.ecuSerial?.slice(0, 64) ?? null,
           source: 'refused',
           code: err.code,
           message: err.message,
@@ -358,7 +364,7 @@ export class Director {
           serial,
         );
       }
-      if (report.nonce !== undefined && report.nonce === ecu.last_nonce) {
+      if (report.nonce !== undefined && nonceKey(report.nonce) === ecu.last_nonce) {
         throw new ManifestRefused(409, 'replayed_report', `ECU ${serial} reused a nonce: a replayed report`, true, serial);
       }
       if (report.timeserverTime !== undefined) {
@@ -386,7 +392,7 @@ export class Director {
       const img = report.installedImage;
       await store.updateEcu(namespace, deviceId, serial, {
         report_counter: report.counter ?? null,
-        last_nonce: report.nonce ?? null,
+        last_nonce: report.nonce === undefined ? null : nonceKey(report.nonce),
         last_report_sha256: digests.get(serial) ?? null,
         installed_filename: img.filename,
         installed_length: img.length,
@@ -399,10 +405,10 @@ export class Director {
           device_id: deviceId,
           ecu_serial: serial,
           source: 'reported',
-          code: a.code,
+          code: a.code.slice(0, 64),
           message: a.message.slice(0, 2000),
-          repository: a.repository ?? null,
-          role: a.role ?? null,
+          repository: a.repository?.slice(0, 32) ?? null,
+          role: a.role?.slice(0, 255) ?? null,
           created_at: now,
         });
       }
@@ -412,9 +418,9 @@ export class Director {
       await store.insertInstallationReport({
         namespace,
         device_id: deviceId,
-        correlation_id: ir.correlationId,
+        correlation_id: ir.correlationId.slice(0, 255),
         success: ir.result.success ? 1 : 0,
-        code: ir.result.code,
+        code: ir.result.code.slice(0, 255),
         description: ir.result.description.slice(0, 4000),
         raw_report: ir.rawReport.slice(0, 16_000),
         items_json: JSON.stringify(ir.items),

@@ -95,11 +95,10 @@ export class Updates {
     return id;
   }
 
-  /** An update for one image: its hardware ids all get that image. */
-  async createForImage(namespace: string, target: TargetRow, name?: string): Promise<string> {
-    const hwids = JSON.parse(target.hardware_ids_json) as string[];
+  /** The update spec for one image: each of its hardware ids gets that image. */
+  specForImage(target: TargetRow): UpdateTargets {
     const targets: Record<string, UpdateTargetSpec> = {};
-    for (const hw of hwids) {
+    for (const hw of JSON.parse(target.hardware_ids_json) as string[]) {
       targets[hw] = {
         to: { target: target.filename, checksum: { method: 'sha256', hash: target.sha256 }, targetLength: target.length, uri: null },
         from: null,
@@ -107,7 +106,18 @@ export class Updates {
         generateDiff: false,
       };
     }
-    return this.create(namespace, targets, name ?? `${target.name ?? target.filename}@${target.version ?? ''}`);
+    return targets;
+  }
+
+  /** An update for one image: its hardware ids all get that image. */
+  async createForImage(namespace: string, target: TargetRow, name?: string): Promise<string> {
+    // NAME@VERSION may reach 511 characters; an update name is 255 at most.
+    return this.create(namespace, this.specForImage(target), name ?? `${target.name ?? target.filename}@${target.version ?? ''}`.slice(0, 255));
+  }
+
+  /** Who an update of one image would affect, and why not the others; nothing is stored. */
+  async previewForImage(namespace: string, target: TargetRow, deviceIds: readonly string[]): Promise<AssignResult> {
+    return this.assignTargets(namespace, undefined, this.specForImage(target), deviceIds, { dryRun: true });
   }
 
   async get(namespace: string, id: string): Promise<{ id: string; name: string | null; targets: UpdateTargets; createdAt: number }> {
@@ -124,7 +134,18 @@ export class Updates {
     options: { correlationId?: string; dryRun?: boolean } = {},
   ): Promise<AssignResult> {
     const update = await this.get(namespace, updateId);
-    const correlationId = options.correlationId ?? `urn:here-ota:mtu:${updateId}`;
+    return this.assignTargets(namespace, updateId, update.targets, deviceIds, options);
+  }
+
+  /** Plans (and unless dryRun, stores) the assignments of an update's targets to devices. */
+  private async assignTargets(
+    namespace: string,
+    updateId: string | undefined,
+    targets: UpdateTargets,
+    deviceIds: readonly string[],
+    options: { correlationId?: string; dryRun?: boolean },
+  ): Promise<AssignResult> {
+    const correlationId = options.correlationId ?? `urn:here-ota:mtu:${updateId ?? 'preview'}`;
     if (!/^urn:[a-z0-9][a-z0-9-]{0,31}:[\x21-\x7e]{1,200}$/i.test(correlationId)) throw badRequest('invalid_correlation_id', 'correlationId must be a URN');
     const unique = [...new Set(deviceIds)];
     if (unique.length > 10_000) throw badRequest('too_many_devices', 'assign at most 10000 devices per request');
@@ -150,7 +171,7 @@ export class Updates {
         const plans: Array<{ ecu: string; hw: string; target: TargetRow; spec: UpdateTargetSpec }> = [];
         let reason = 'no_matching_hardware';
         for (const ecu of await store.listEcus(namespace, deviceId)) {
-          const spec = update.targets[ecu.hardware_id];
+          const spec = targets[ecu.hardware_id];
           if (!spec) continue;
           const target = await targetOf(spec.to.target);
           if (!target) {
@@ -178,7 +199,7 @@ export class Updates {
           continue;
         }
         affected.push(deviceId);
-        if (options.dryRun) continue;
+        if (options.dryRun || updateId === undefined) continue;
         for (const p of plans) {
           await store.insertAssignment({
             id: randomUUID(),
@@ -257,6 +278,27 @@ export class Updates {
     const counts: Record<string, number> = { assigned: 0, in_flight: 0, completed: 0, failed: 0, cancelled: 0 };
     for (const d of devices) counts[d.status] = (counts[d.status] ?? 0) + 1;
     return { id: update.id, name: update.name, createdAt: update.createdAt, targets: update.targets, counts, devices };
+  }
+
+  /** Per update, how many devices are in each status (a device's status is the worst of its ECUs'). */
+  async deviceCounts(namespace: string, updateIds: readonly string[]): Promise<Map<string, Record<string, number>>> {
+    const rows = await this.storage.store.assignmentStatuses(namespace, updateIds);
+    const byDevice = new Map<string, Map<string, Array<{ status: string }>>>();
+    for (const r of rows) {
+      let devices = byDevice.get(r.update_id);
+      if (!devices) byDevice.set(r.update_id, (devices = new Map()));
+      devices.set(r.device_id, [...(devices.get(r.device_id) ?? []), { status: r.status }]);
+    }
+    const out = new Map<string, Record<string, number>>();
+    for (const [updateId, devices] of byDevice) {
+      const counts: Record<string, number> = { assigned: 0, in_flight: 0, completed: 0, failed: 0, cancelled: 0 };
+      for (const list of devices.values()) {
+        const s = deviceStatus(list);
+        counts[s] = (counts[s] ?? 0) + 1;
+      }
+      out.set(updateId, counts);
+    }
+    return out;
   }
 
   async list(namespace: string, offset: number, limit: number) {

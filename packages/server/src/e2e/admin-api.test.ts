@@ -318,6 +318,13 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect(up.status).toBe(201);
       expect(up.body.affected).toEqual([]);
       expect(up.body.notAffected[0]?.reason).toBe('no_matching_hardware');
+      // A dry run says who would be affected and stores nothing.
+      const before = (await ts.api<{ total: number }>('GET', '/api/v1/updates')).body.total;
+      const dry = await ts.api<{ id: string | null; notAffected: unknown[] }>('POST', '/api/v1/updates', { image: 'a.bin', devices: ['dev-1'], dryRun: true });
+      expect(dry.status).toBe(200);
+      expect(dry.body.id).toBeNull();
+      expect(dry.body.notAffected).toHaveLength(1);
+      expect((await ts.api<{ total: number }>('GET', '/api/v1/updates')).body.total).toBe(before);
       expect((await ts.api('POST', '/api/v1/updates', { image: 'nope@1', devices: ['dev-1'] })).status).toBe(404);
       expect((await ts.api('POST', '/api/v1/updates', { image: 'a.bin' })).status).toBe(400);
       // OTA CE style multi-target update with a checksum that does not match the image.

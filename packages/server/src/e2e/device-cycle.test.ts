@@ -129,6 +129,10 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect(after.signed.targets.size).toBe(0);
       expect(after.signed.version).toBeGreaterThan(emptyTargets.signed.version);
 
+      const listed = await ts.api<{ values: Array<{ id: string; counts: Record<string, number> }> }>('GET', '/api/v1/updates');
+      expect(listed.body.values.find((u) => u.id === launch.body.id)?.counts['completed']).toBe(1);
+      const stats = await ts.api<{ byStatus: Record<string, number> }>('GET', '/api/v1/fleet/stats');
+      expect(stats.body.byStatus['UpToDate']).toBeGreaterThanOrEqual(1);
       const details = await ts.api<{ deviceStatus: string; ecus: Array<{ installedImage: { filepath: string } }> }>('GET', '/api/v1/devices/car-1');
       expect(details.body.deviceStatus).toBe('UpToDate');
       expect(details.body.ecus.map((e) => e.installedImage.filepath)).toEqual(['firmware-1.0.bin', 'firmware-1.0.bin']);

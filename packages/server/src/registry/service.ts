@@ -141,6 +141,29 @@ export class Registry {
     return Promise.all(rows.map((r) => this.view(namespace, r, byDevice.get(r.id) ?? [])));
   }
 
+  /** Devices by status for the whole namespace, computed the same way as each device's status. */
+  async stats(namespace: string): Promise<{ total: number; byStatus: Record<DeviceStatus, number> }> {
+    const facts = await this.storage.store.fleetFacts(namespace);
+    const inFlight = new Set(facts.active.filter((a) => a.status === 'in_flight').map((a) => a.device_id));
+    const pending = new Set(facts.active.map((a) => a.device_id));
+    const failed = new Set(facts.lastReports.filter((r) => r.success === 0).map((r) => r.device_id));
+    const byStatus: Record<DeviceStatus, number> = { NotSeen: 0, UpToDate: 0, UpdatePending: 0, UpdateInFlight: 0, Error: 0 };
+    for (const d of facts.devices) {
+      const status: DeviceStatus =
+        d.last_seen_at === null
+          ? 'NotSeen'
+          : inFlight.has(d.id)
+            ? 'UpdateInFlight'
+            : pending.has(d.id)
+              ? 'UpdatePending'
+              : failed.has(d.id)
+                ? 'Error'
+                : 'UpToDate';
+      byStatus[status]++;
+    }
+    return { total: facts.devices.length, byStatus };
+  }
+
   ecuView(e: EcuRow): EcuView {
     return {
       ecuSerial: e.serial,
@@ -255,8 +278,10 @@ export class Registry {
         event_version: e.eventType.version,
         device_time: e.deviceTime,
         received_at: now,
-        ecu: typeof e.event['ecu'] === 'string' ? e.event['ecu'] : null,
-        correlation_id: typeof e.event['correlationId'] === 'string' ? e.event['correlationId'] : null,
+        // Columns for filtering, filled only when the value fits them (ECU serials are 64, correlation ids 255 at most);
+        // the event itself is kept whole in payload_json.
+        ecu: typeof e.event['ecu'] === 'string' && e.event['ecu'].length <= 64 ? e.event['ecu'] : null,
+        correlation_id: typeof e.event['correlationId'] === 'string' && e.event['correlationId'].length <= 255 ? e.event['correlationId'] : null,
         payload_json: JSON.stringify(e.event),
       })),
     );

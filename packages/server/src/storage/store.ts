@@ -599,6 +599,45 @@ export class Store {
       .execute();
   }
 
+  /** What a fleet overview needs, in three queries: every device's last-seen time, active assignments, and the outcome of each device's latest installation report. */
+  async fleetFacts(namespace: string): Promise<{
+    devices: Array<{ id: string; last_seen_at: number | null }>;
+    active: Array<{ device_id: string; status: string }>;
+    lastReports: Array<{ device_id: string; success: number }>;
+  }> {
+    const devices = await this.db.selectFrom('devices').select(['id', 'last_seen_at']).where('namespace', '=', namespace).execute();
+    const active = await this.db
+      .selectFrom('assignments')
+      .select(['device_id', 'status'])
+      .where('namespace', '=', namespace)
+      .where('status', 'in', ['assigned', 'in_flight'])
+      .execute();
+    const lastReports = await this.db
+      .selectFrom('installation_reports')
+      .select(['device_id', 'success'])
+      .where('namespace', '=', namespace)
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('installation_reports')
+          .select((e) => e.fn.max('id').as('id'))
+          .where('namespace', '=', namespace)
+          .groupBy('device_id'),
+      )
+      .execute();
+    return { devices, active, lastReports };
+  }
+
+  /** Device and status pairs of the given updates' assignments. */
+  async assignmentStatuses(namespace: string, updateIds: readonly string[]): Promise<Array<{ update_id: string; device_id: string; status: string }>> {
+    if (updateIds.length === 0) return [];
+    return this.db
+      .selectFrom('assignments')
+      .select(['update_id', 'device_id', 'status'])
+      .where('namespace', '=', namespace)
+      .where('update_id', 'in', updateIds)
+      .execute();
+  }
+
   // --- groups ---------------------------------------------------------------------------------------------
 
   async insertGroup(row: Insertable<GroupTable>): Promise<void> {
