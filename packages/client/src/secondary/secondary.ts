@@ -139,6 +139,8 @@ export interface SecondaryOptions {
   readonly log?: Logger;
   /** The system clock, in epoch ms (tests move it). */
   readonly clock?: () => number;
+  /** Installs instead of the configured `[installer]` (the simulator's verify-only installer). */
+  readonly installer?: Installer;
 }
 
 type Result = { result: number; description: string };
@@ -252,7 +254,8 @@ export class Secondary {
       // As aktualizr-secondary: the default serial is the key id, and once chosen it stays.
       const serial = config.secondary.ecuSerial ?? store.state.primaryEcuSerial ?? signer.publicKey.keyId(DIALECT);
       if (store.state.primaryEcuSerial !== serial) await store.update(() => ({ primaryEcuSerial: serial }));
-      const secondary = new Secondary(config, store, signer, serial, createInstaller(config.installer), log, options.clock ?? Date.now);
+      const installer = options.installer ?? createInstaller(config.installer);
+      const secondary = new Secondary(config, store, signer, serial, installer, log, options.clock ?? Date.now);
       await secondary.pinRoot('director', config.trust.directorRoot);
       if (config.secondary.verification === 'full') await secondary.pinRoot('image', config.trust.imageRoot as string);
       await rm(secondary.incomingPath, { force: true });

@@ -34,6 +34,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'smol-toml';
 import { parseConfigText, type DeviceConfig } from '../config/config.js';
+import { parseSecondaryConfigText } from '../secondary/config.js';
+import { Secondary } from '../secondary/secondary.js';
 import { installOk, type Installer } from '../installers/index.js';
 import { createLogger, silentLogger, type Logger } from '../primary/log.js';
 import { Primary, type CycleResult } from '../primary/primary.js';
@@ -73,6 +75,8 @@ interface SimDevice {
   readonly id: string;
   readonly dir: string;
   primary: Primary | undefined;
+  /** Real uptide-secondary servers (IP-Secondary protocol on 127.0.0.1), closed after the Primary. */
+  readonly servers: Secondary[];
   /** --shared devices join the group after their first successful cycle (they do not exist on the server before). */
   grouped: boolean;
 }
@@ -121,6 +125,12 @@ class DueHeap {
     a[i] = last;
     return top;
   }
+}
+
+/** The Primary first (it drives its Secondaries until it closes), then the Secondaries' servers. */
+async function closeDevice(device: SimDevice): Promise<void> {
+  await device.primary?.close().catch(() => {});
+  await Promise.all(device.servers.map((s) => s.close().catch(() => {})));
 }
 
 export function deviceIds(prefix: string, n: number): string[] {
@@ -202,7 +212,7 @@ class Fleet {
       if (durationTimer) clearTimeout(durationTimer);
       if (this.timer) clearTimeout(this.timer);
       this.io.signal?.removeEventListener('abort', onAbort);
-      await Promise.all(this.devices.map((d) => d.primary?.close().catch(() => {})));
+      await Promise.all(this.devices.map(closeDevice));
     }
   }
 
@@ -291,16 +301,17 @@ class Fleet {
     let next = 0;
     const worker = async (): Promise<void> => {
       while (!this.stopping && next < ids.length) {
-        const id = ids[next++] as string;
-        const device: SimDevice = { id, dir: join(this.options.dataDir, 'devices', id), primary: undefined, grouped: false };
+        const index = next++;
+        const id = ids[index] as string;
+        const device: SimDevice = { id, dir: join(this.options.dataDir, 'devices', id), primary: undefined, servers: [], grouped: false };
         try {
-          await this.setUpDevice(device);
+          await this.setUpDevice(device, index);
           this.devices.push(device);
           this.stats.ready++;
           // Spread the first check-ins over one interval.
           this.schedule(device, performance.now() + Math.random() * this.options.intervalSeconds * 1000);
         } catch (err) {
-          await device.primary?.close().catch(() => {});
+          await closeDevice(device);
           const code = (err as { code?: unknown }).code;
           this.stats.setupError(typeof code === 'string' ? code : 'SETUP_ERROR');
           // The first few in full; a thousand identical lines would hide everything else.
@@ -312,7 +323,7 @@ class Fleet {
     await Promise.all(Array.from({ length: Math.min(SETUP_CONCURRENCY, ids.length) }, worker));
   }
 
-  private async setUpDevice(device: SimDevice): Promise<void> {
+  private async setUpDevice(device: SimDevice, index: number): Promise<void> {
     const o = this.options;
     const { id, dir } = device;
     await ensureDir(dir);
@@ -325,20 +336,25 @@ class Fleet {
       await writeFileAtomic(join(dir, 'pkey.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
       await writeFileAtomic(join(dir, 'client.pem'), issued.certificate, 0o600);
     }
-    const config = await this.writeConfig(device);
     const secondaries: SimSecondary[] = [];
+    const ipSecondaries: Array<{ address: string; verification: 'full' | 'partial' }> = [];
     for (let k = 1; k <= o.secondaries; k++) {
       const serial = `${id}-s${k}`;
-      secondaries.push(
-        await SimSecondary.open({
-          dir: join(dir, 'secondaries', serial),
-          serial,
-          hardwareId: o.secondaryHardwareId,
-          initialDirectorRoot: this.directorRoot,
-          installer: o.installer,
-        }),
-      );
+      const dir = join(device.dir, 'secondaries', serial);
+      if (o.inProcessSecondaries) {
+        secondaries.push(
+          await SimSecondary.open({ dir, serial, hardwareId: o.secondaryHardwareId, initialDirectorRoot: this.directorRoot, installer: o.installer }),
+        );
+        continue;
+      }
+      const verification = o.verification === 'mixed' ? ((index + k) % 2 === 0 ? 'full' : 'partial') : o.verification;
+      const server = await this.openIpSecondary(dir, serial, verification);
+      device.servers.push(server);
+      const address = server.address;
+      if (!address) throw new SimError('SECONDARY_FAILED', `Secondary ${serial} is not listening`);
+      ipSecondaries.push({ address: `${address.host}:${address.port}`, verification });
     }
+    const config = await this.writeConfig(device, ipSecondaries);
     device.primary = await Primary.open({ config, log: this.deviceLogger(id), secondaries, ...(this.installer ? { installer: this.installer } : {}) });
     if (o.group !== undefined && !o.shared) {
       await this.admin.addToGroup(o.group, id);
@@ -352,8 +368,37 @@ class Fleet {
     return createLogger(this.options.logLevel, (line) => sink(`${id} ${line}`));
   }
 
+  /** A real uptide-secondary on 127.0.0.1 (a port the system picks), from a configuration it could run alone. */
+  private async openIpSecondary(dir: string, serial: string, verification: 'full' | 'partial'): Promise<Secondary> {
+    const o = this.options;
+    await ensureDir(dir);
+    const doc: Record<string, unknown> = {
+      secondary: { storage: 'storage', ecu_serial: serial, hardware_id: o.secondaryHardwareId, verification },
+      // One connection at a time is what a Primary makes; a few more cover a Primary restarting.
+      network: { host: '127.0.0.1', port: 0, max_connections: 4 },
+      trust: { director_root: '../../../../director-root.json', ...(verification === 'full' ? { image_root: '../../../../image-root.json' } : {}) },
+      installer: { type: 'file', path: 'image.bin' },
+    };
+    const path = join(dir, 'uptide-secondary.toml');
+    const text =
+      `# Written by uptide-sim for simulated Secondary ${serial} (port 0: the system picks one at each start).\n` +
+      (o.installer === 'none' ? '# (uptide-sim --installer none verifies images without writing them)\n' : '') +
+      stringify(doc) +
+      '\n';
+    if ((await readIfExists(path))?.toString('utf8') !== text) await writeFile(path, text, { mode: 0o644 });
+    const config = parseSecondaryConfigText(text, path);
+    const secondary = await Secondary.open({ config, log: this.deviceLogger(serial), ...(this.installer ? { installer: this.installer } : {}) });
+    try {
+      await secondary.listen();
+    } catch (err) {
+      await secondary.close();
+      throw err;
+    }
+    return secondary;
+  }
+
   /** Writes the device's uptide-device.toml (when it changed) and parses it as uptide-device would. */
-  private async writeConfig(device: SimDevice): Promise<DeviceConfig> {
+  private async writeConfig(device: SimDevice, ipSecondaries: ReadonlyArray<{ address: string; verification: 'full' | 'partial' }>): Promise<DeviceConfig> {
     const o = this.options;
     const gateway = this.plain ? `${this.gatewayUrl}/d/${encodeURIComponent(device.id)}` : this.gatewayUrl;
     const doc: Record<string, unknown> = {
@@ -364,6 +409,7 @@ class Fleet {
       trust: { director_root: '../../director-root.json', image_root: '../../image-root.json' },
       primary: { hardware_id: o.hardwareId },
       installer: { type: 'file', path: 'installed/image.bin' },
+      ...(ipSecondaries.length > 0 ? { secondaries: ipSecondaries.map((s) => ({ address: s.address, verification: s.verification })) } : {}),
     };
     const path = join(device.dir, 'uptide-device.toml');
     const text =

@@ -11,6 +11,8 @@ import { LOG_LEVELS, isLogLevel, type LogLevel } from '../primary/log.js';
 export const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
 export type SimInstaller = 'file' | 'none';
+/** How each Secondary verifies: every one `full`, every one `partial`, or `mixed` (alternating). */
+export type SimVerification = 'full' | 'partial' | 'mixed';
 
 export interface SimOptions {
   readonly devices: number;
@@ -33,6 +35,13 @@ export interface SimOptions {
   readonly installer: SimInstaller;
   readonly hardwareId: string;
   readonly secondaryHardwareId: string;
+  /**
+   * false: each Secondary is a real uptide-secondary (src/secondary/) serving the
+   * IP-Secondary protocol on 127.0.0.1; true: an in-process ECU behind the Ecu
+   * interface (sim/secondary.ts: partial verification, no protocol, much lighter).
+   */
+  readonly inProcessSecondaries: boolean;
+  readonly verification: SimVerification;
   /** Static group every device joins (created when missing); undefined: none. */
   readonly group: string | undefined;
   /** Most update cycles running at once. */
@@ -55,11 +64,12 @@ export class SimUsageError extends Error {
 export const USAGE = `uptide-sim: a fleet of simulated devices against an Uptide server.
 
 Each simulated device is a real Primary (the uptide-device code: real keys, real
-HTTP and TLS, its own state directory) with K in-process Secondaries (partial
-verification, their own keys and state). Devices are provisioned through the
-admin API, register, check in every S seconds (jittered), install whatever the
-Director assigns, and report. A live summary goes to stderr; a final summary to
-stdout when the run ends (--duration, or SIGINT).
+HTTP and TLS, its own state directory) with K real Secondaries (the
+uptide-secondary code, full or partial verification, each with its own key and
+state, over the IP-Secondary protocol on 127.0.0.1). Devices are provisioned
+through the admin API, register, check in every S seconds (jittered), install
+whatever the Director assigns, and report. A live summary goes to stderr; a
+final summary to stdout when the run ends (--duration, or SIGINT).
 
 Usage:
   uptide-sim --devices N [--secondaries K] [--interval S] [options]
@@ -77,6 +87,12 @@ Fleet:
       --hardware-id HW       the Primaries' hardware id (default "sim-primary")
       --secondary-hardware-id HW
                              the Secondaries' hardware id (default "sim-secondary")
+      --verification V       the Secondaries' verification: full, partial, or mixed
+                             (alternating; default)
+      --in-process-secondaries
+                             Secondaries as in-process ECUs (partial verification,
+                             no IP-Secondary protocol, far lighter) instead of real
+                             uptide-secondary servers on 127.0.0.1
       --installer TYPE       file: write each image into the device's directory;
                              none: verify only (default)
       --shared               provision with shared credentials (credentials.zip,
@@ -145,6 +161,8 @@ export function parseSimArgs(argv: readonly string[], environment: Environment):
         'no-group': { type: 'boolean' },
         'hardware-id': { type: 'string' },
         'secondary-hardware-id': { type: 'string' },
+        verification: { type: 'string' },
+        'in-process-secondaries': { type: 'boolean' },
         installer: { type: 'string' },
         shared: { type: 'boolean' },
         server: { type: 'string', short: 's' },
@@ -187,6 +205,13 @@ export function parseSimArgs(argv: readonly string[], environment: Environment):
   if (group !== undefined && (group.length > 200 || !/^[\x20-\x7e]+$/.test(group))) throw new SimUsageError('--group must be 1-200 printable ASCII characters');
   const installer = str('installer') ?? 'none';
   if (installer !== 'file' && installer !== 'none') throw new SimUsageError(`--installer must be file or none, not ${JSON.stringify(installer)}`);
+  const inProcessSecondaries = values['in-process-secondaries'] === true;
+  const verificationRaw = str('verification');
+  if (verificationRaw !== undefined && !['full', 'partial', 'mixed'].includes(verificationRaw))
+    throw new SimUsageError(`--verification must be full, partial or mixed, not ${JSON.stringify(verificationRaw)}`);
+  if (inProcessSecondaries && verificationRaw !== undefined && verificationRaw !== 'partial')
+    throw new SimUsageError('in-process Secondaries (--in-process-secondaries) do partial verification only: drop --verification or give partial');
+  const verification = (verificationRaw ?? (inProcessSecondaries ? 'partial' : 'mixed')) as SimVerification;
   const concurrency = int('concurrency', str('concurrency'), 64, 1, 10_000);
   const statusSeconds = seconds('status', str('status'), 2, 0) as number;
   const level = str('log-level');
@@ -217,6 +242,8 @@ export function parseSimArgs(argv: readonly string[], environment: Environment):
       installer,
       hardwareId: str('hardware-id') ?? 'sim-primary',
       secondaryHardwareId: str('secondary-hardware-id') ?? 'sim-secondary',
+      inProcessSecondaries,
+      verification,
       group,
       concurrency,
       statusSeconds,

@@ -31,10 +31,11 @@ import {
   type SignedDocument,
   type TargetFile,
 } from '@uptide/core';
-import type { Ecu, ImageDelivery, MetadataBundle } from '../primary/ecu.js';
+import { EcuError, type Ecu, type ImageDelivery, type MetadataBundle } from '../primary/ecu.js';
 import type { Logger } from '../primary/log.js';
 import { FileInstaller, installFailed, installOk, type InstallOutcome } from '../installers/index.js';
 import { ensureDir, readIfExists, writeFileAtomic } from '../state/atomic.js';
+import { StateError } from '../state/store.js';
 
 const COUNTER_BLOCK = 1000;
 const STATE_FORMAT = 'uptide-sim-secondary';
@@ -103,7 +104,9 @@ export class SimSecondary implements Ecu {
     let state: SecondaryState = { counterCeiling: 0, latestVerifiedTime: 0, installed: undefined, releaseCounter: undefined };
     if (raw !== undefined) {
       const o = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
-      if (o['format'] !== STATE_FORMAT) throw new Error(`${join(dir, 'state.json')} is not a simulated Secondary's state; delete ${dir}`);
+      if (o['format'] !== STATE_FORMAT) {
+        throw new StateError('STATE_CORRUPT', `${join(dir, 'state.json')} is not a simulated Secondary's state; delete ${dir}`, join(dir, 'state.json'));
+      }
       state = {
         counterCeiling: Number(o['counterCeiling']) || 0,
         latestVerifiedTime: Number(o['latestVerifiedTime']) || 0,
@@ -150,7 +153,7 @@ export class SimSecondary implements Ecu {
     this.directed = undefined;
     this.imageVerified = undefined;
     const targets = bundle.director.targets;
-    if (targets === undefined) throw new Error('the Primary sent no Director targets');
+    if (targets === undefined) throw new EcuError('VERIFICATION_FAILED', 'the Primary sent no Director targets');
     const now = this.now();
     const result = partialVerification({
       dialect: 'uptane',
@@ -178,7 +181,8 @@ export class SimSecondary implements Ecu {
   async putImage(image: ImageDelivery): Promise<void> {
     this.imageVerified = undefined;
     const mine = this.directed;
-    if (!mine || mine.name !== image.targetName) throw new Error(`the Director targets give ${this.serial} no image ${image.targetName}`);
+    if (!mine || mine.name !== image.targetName)
+      throw new EcuError('VERIFICATION_FAILED', `the Director targets give ${this.serial} no image ${image.targetName}`);
     const hasher = new MultiHasher();
     for await (const chunk of createReadStream(image.path) as AsyncIterable<Buffer>) {
       hasher.update(chunk);

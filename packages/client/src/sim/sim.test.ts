@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../../../server/src/testing/harness.js';
 import { loadConfig } from '../config/config.js';
+import { loadSecondaryConfig } from '../secondary/config.js';
 import { main, type CliIo } from './cli.js';
 import { deviceIds } from './fleet.js';
 import { parseSimArgs, SimUsageError } from './options.js';
@@ -133,6 +134,14 @@ describe('uptide-sim', () => {
       const config = loadConfig(join(d, 'uptide-device.toml'));
       expect(config.device.id).toBe(id);
       expect(existsSync(join(d, 'storage', 'ecu-key.pem'))).toBe(true);
+      // Real uptide-secondary ECUs over the IP-Secondary protocol, full and partial verification alternating.
+      expect(config.secondaries).toHaveLength(1);
+      expect(config.secondaries[0]?.host).toBe('127.0.0.1');
+      const secondary = loadSecondaryConfig(join(d, 'secondaries', `${id}-s1`, 'uptide-secondary.toml'));
+      expect(secondary.secondary.verification).toBe(config.secondaries[0]?.verification);
+      expect(secondary.secondary.verification).toBe(ids.indexOf(id) % 2 === 0 ? 'partial' : 'full');
+      const state = JSON.parse(readFileSync(join(secondary.secondary.storage, 'state.json'), 'utf8')) as { installed: Record<string, { filename: string }> };
+      expect(state.installed[`${id}-s1`]?.filename).toBe('fleet-1.0.bin');
     }
   });
 
@@ -140,7 +149,10 @@ describe('uptide-sim', () => {
     const ts = await server();
     const dir = tempDir();
     const env = { UPTIDE_SERVER: ts.adminUrl, UPTIDE_TOKEN: ts.token };
-    const args = ['--devices', '3', '--interval', '0.2', '--duration', '1.5', '--data-dir', dir, '--json', '--status', '0', '--shared', '--prefix', 'fleet'];
+    const args = [
+      ...['--devices', '3', '--secondaries', '1', '--in-process-secondaries', '--interval', '0.2', '--duration', '1.5', '--data-dir', dir],
+      ...['--json', '--status', '0', '--shared', '--prefix', 'fleet'],
+    ];
     const first = await sim(args, dir, env).done;
     expect(first.code).toBe(0);
     const s1 = JSON.parse(first.out) as SimSummary;
@@ -154,6 +166,11 @@ describe('uptide-sim', () => {
       const g = await ts.api<{ devices: string[] }>('GET', '/api/v1/device_groups/fleet');
       return g.body.devices.length === 3 ? true : undefined;
     });
+    // In-process Secondaries are registered as ECUs of their vehicle like any other.
+    for (const id of deviceIds('fleet', 3)) {
+      const ecus = await ts.api<unknown[]>('GET', `/api/v1/devices/${id}/ecus`);
+      expect(ecus.body).toHaveLength(2);
+    }
     const keys = deviceIds('fleet', 3).map((id) => readFileSync(join(dir, 'devices', id, 'storage', 'ecu-key.pem'), 'utf8'));
 
     const second = await sim(args, dir, env).done;
@@ -201,6 +218,8 @@ describe('uptide-sim', () => {
       [['--devices', '2', '--server', 'ftp://x'], /--server must be an http/],
       [['--devices', '2', '--jitter', '0.9'], /--jitter must be/],
       [['--devices', '2', '--group', 'g', '--no-group'], /--group NAME or --no-group/],
+      [['--devices', '2', '--verification', 'some'], /--verification must be full, partial or mixed/],
+      [['--devices', '2', '--in-process-secondaries', '--verification', 'full'], /partial verification only/],
       [['--devices', '2', '--log-level', 'loud'], /--log-level must be one of/],
       [['--devices', '2', '--frobnicate'], /Unknown option '--frobnicate'/],
       [['--devices', '2', 'extra'], /Unexpected argument 'extra'/],
@@ -220,6 +239,8 @@ describe('uptide-sim', () => {
     expect(help.out).toContain('uptide-sim --devices N [--secondaries K] [--interval S] [options]');
     expect(() => parseSimArgs(['--devices', '1', '--concurrency', '0'], { env, cwd: dir })).toThrow(SimUsageError);
     const ok = parseSimArgs(['-n', '7', '-k', '2', '-i', '1.5'], { env, cwd: dir });
-    expect(ok).toMatchObject({ options: { devices: 7, secondaries: 2, intervalSeconds: 1.5, group: 'sim', prefix: 'sim', installer: 'none', token: 't' } });
+    expect(ok).toMatchObject({
+      options: { devices: 7, secondaries: 2, intervalSeconds: 1.5, group: 'sim', prefix: 'sim', installer: 'none', token: 't', verification: 'mixed' },
+    });
   });
 });
