@@ -259,6 +259,7 @@ const seg = encodeURIComponent;
 export const api = {
   whoami: (token?: string) => request<WhoAmI>('GET', '/api/v1/whoami', token === undefined ? {} : { token }),
 
+  fleetStats: (signal?: AbortSignal) => request<{ total: number; byStatus: Partial<Record<DeviceStatus, number>> }>('GET', '/api/v1/fleet/stats', { signal }),
   devices: (q: { nameContains?: string; groupId?: string; status?: DeviceStatus | ''; offset?: number; limit?: number }, signal?: AbortSignal) =>
     request<Page<Device>>('GET', `/api/v1/devices${query(q)}`, signal ? { signal } : {}),
   device: (id: string) => request<DeviceDetails>('GET', `/api/v1/devices/${seg(id)}`),

@@ -13,13 +13,9 @@ interface Fleet {
 }
 
 async function loadFleet(signal: AbortSignal): Promise<Fleet> {
-  const [all, images, ...counts] = await Promise.all([
-    api.devices({ limit: 1 }, signal),
-    api.images({ limit: 1 }),
-    ...DEVICE_STATUSES.map((status) => api.devices({ status, limit: 1 }, signal)),
-  ]);
-  const byStatus = Object.fromEntries(DEVICE_STATUSES.map((s, i) => [s, counts[i]?.total ?? 0])) as Record<DeviceStatus, number>;
-  return { total: all.total, byStatus, images: images.total };
+  const [stats, images] = await Promise.all([api.fleetStats(signal), api.images({ limit: 1 })]);
+  const byStatus = Object.fromEntries(DEVICE_STATUSES.map((s) => [s, stats.byStatus[s] ?? 0])) as Record<DeviceStatus, number>;
+  return { total: stats.total, byStatus, images: images.total };
 }
 
 async function loadRecentUpdates(): Promise<UpdateStatus[]> {
