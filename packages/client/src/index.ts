@@ -12,3 +12,7 @@ export { StateStore } from './state/store.js';
 export { createInstaller, FileInstaller, CommandInstaller, type Installer } from './installers/index.js';
 export { TufUpdater, HttpRepositorySource as TufHttpSource, TUF_CLIENT_LIMITS } from './tuf/updater.js';
 export * from './secondary/protocol/index.js';
+export { Secondary, type SecondaryOptions } from './secondary/secondary.js';
+export { loadSecondaryConfig, parseSecondaryConfigText, type SecondaryConfig } from './secondary/config.js';
+export { IpSecondary, openIpSecondaries, identityFromInfo } from './secondary/ip-secondary.js';
+export { EcuError } from './primary/ecu.js';
