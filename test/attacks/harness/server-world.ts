@@ -9,7 +9,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { parseVehicleManifest, type VehicleManifest } from '@uptide/core';
 import { loadConfig, memoryLogger, Primary, type Ecu } from '@uptide/client';
 import { startTestServer, type TestServer } from '../../../packages/server/src/testing/harness.js';
@@ -47,6 +47,8 @@ export interface VehicleOptions {
   readonly trustCa?: string;
   /** Leave fw-2.bin undirected (the vehicle then has nothing new). */
   readonly noUpdate?: boolean;
+  /** More TOML for the device configuration (IP Secondaries). */
+  readonly extraToml?: string;
 }
 
 /** A repository's files as the server served them at some moment. */
@@ -123,6 +125,28 @@ export class ServerWorld {
       throw new Error(`launch ${image} to ${deviceId}: ${res.status} ${JSON.stringify(res.body)}`);
   }
 
+  /** Launches one multi-target update of several images (each to the ECUs of its hardware id) to a device. */
+  async launchBundle(deviceId: string, images: ReadonlyArray<{ name: string; hardwareId: string }>): Promise<void> {
+    const targets: Record<string, unknown> = {};
+    for (const { name, hardwareId } of images) {
+      const bytes = this.images.get(name);
+      if (!bytes) throw new Error(`no image ${name}`);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      targets[hardwareId] = {
+        to: { target: name, checksum: { method: 'sha256', hash: sha256 }, targetLength: bytes.length, uri: null },
+        from: null,
+        targetFormat: 'BINARY',
+      };
+    }
+    const mtu = await this.ts.api<string>('POST', '/api/v1/multi_target_updates', { targets });
+    if (mtu.status !== 201) throw new Error(`multi-target update: ${mtu.status} ${JSON.stringify(mtu.body)}`);
+    // OTA CE answers the id as a JSON string.
+    const mtuId = JSON.parse(mtu.raw.toString('utf8')) as string;
+    const res = await this.ts.api<string[]>('POST', '/api/v1/assignments', { mtuId, devices: [deviceId] });
+    if (res.status >= 300 || !JSON.stringify(res.body).includes(deviceId))
+      throw new Error(`assign bundle to ${deviceId}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+
   /** The images directed to a device and not yet done. */
   async assigned(deviceId: string): Promise<string[]> {
     const res = await this.ts.api<Array<{ targets: Record<string, { image: { filepath: string } }> }>>('GET', `/api/v1/assignments/${deviceId}`);
@@ -183,6 +207,7 @@ export class ServerWorld {
       'type = "file"',
       'path = "installed/image.bin"',
       '',
+      options.extraToml ?? '',
     ].join('\n');
     const configPath = join(dir, 'uptide-device.toml');
     writeFileSync(configPath, toml);
