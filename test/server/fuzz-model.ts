@@ -507,6 +507,7 @@ export function routeModels(): RouteModel[] {
     admin('DELETE', '/api/v1/user_repo/root/private_keys/:keyId', { type: 'none' }, [
       (fx) => [fx.imageKeys['root'] as string, fx.imageKeys['snapshot'] as string],
     ]),
+    admin('POST', '/api/v1/user_repo/keys/:role', { type: 'none' }, [() => ['targets', 'snapshot', 'timestamp', 'root']]),
     admin('PUT', '/api/v1/user_repo/trusted-delegations', {
       type: 'json',
       value: () => ({
@@ -549,6 +550,7 @@ export function routeModels(): RouteModel[] {
     admin('GET', '/api/v1/admin/devices/:device/ecus/:ecu/public_key', { type: 'none' }, [devices, (fx) => [fx.device.primary.serial]]),
     admin('GET', '/api/v1/admin/repo/:file', { type: 'none' }, [() => ['root.json', '1.root.json', '2.root.json']]),
     admin('POST', '/api/v1/admin/repo/root', { type: 'raw-json', bytes: rootOf('/api/v1/admin/repo/root.json') }),
+    admin('POST', '/api/v1/admin/repo/keys/:role', { type: 'none' }, [() => ['targets', 'snapshot', 'timestamp', 'root']]),
     admin('GET', '/api/v1/admin/repo/private_keys/:keyId', { type: 'none' }, [(fx) => Object.values(fx.directorKeys)]),
     admin('DELETE', '/api/v1/admin/repo/private_keys/:keyId', { type: 'none' }, [
       (fx) => [fx.directorKeys['root'] as string, fx.directorKeys['targets'] as string],
@@ -872,3 +874,53 @@ export async function materialize(c: FuzzCase, routes: readonly RouteModel[], li
 
 /** A revoked admin token, set by the test once it has created and revoked one. */
 export const REVOKED_TOKEN = { value: '' };
+
+// --- the boundary sweep ------------------------------------------------------------------------------
+
+/** Values at the edges of what the storage layers accept: column sizes, integer widths, NUL, floats. */
+export const BOUNDARY_VALUES: readonly unknown[] = [
+  'x'.repeat(65),
+  'x'.repeat(129),
+  'x'.repeat(256),
+  'x'.repeat(513),
+  'a\u0000b',
+  new RawJson('1e300'),
+  new RawJson('9223372036854775808'),
+  2147483648,
+  -1,
+  new RawJson('1.5'),
+];
+
+/**
+ * Deterministic cases: every leaf of every JSON body template (and of the
+ * signed manifest payloads) replaced by every boundary value, with valid
+ * credentials and parameters, so that each field reaches storage.
+ */
+export function sweepCases(routes: readonly RouteModel[], fx: Fixtures): FuzzCase[] {
+  const out: FuzzCase[] = [];
+  const base = {
+    method: null,
+    params: [0, 0, 0].map(() => ({ kind: 'valid' as const, pick: 0 })),
+    keepBaseQuery: true,
+    query: [],
+    contentType: null,
+    headers: [],
+    auth: 0,
+  };
+  routes.forEach((route, r) => {
+    let ats: number[] = [];
+    if (route.body.type === 'json') {
+      const paths = pathsOf(route.body.value(fx));
+      const tmpl = route.body.value(fx);
+      ats = paths
+        .map((p, i) => ({ i, leaf: p.reduce<unknown>((v, k) => (v as Record<string | number, unknown>)[k], tmpl) }))
+        .filter((x) => x.leaf === null || typeof x.leaf !== 'object')
+        .map((x) => x.i);
+    } else if (route.body.type === 'manifest') {
+      // The Primary's report (which = 0) and the vehicle manifest (which = 2) of a two-ECU device, every path of each.
+      for (let k = 0; k < 45; k++) ats.push(3 * k, 3 * k + 2);
+    }
+    for (const at of ats) for (const value of BOUNDARY_VALUES) out.push({ ...base, route: r, body: { kind: 'mutate', at, op: 'replace', value, key: '' } });
+  });
+  return out;
+}

@@ -30,7 +30,7 @@ import {
   type Fixtures,
   type RawResponse,
 } from './support.js';
-import { REVOKED_TOKEN, caseArb, materialize, routeModels, type DeviceAuth, type Live, type Materialized } from './fuzz-model.js';
+import { REVOKED_TOKEN, caseArb, materialize, routeModels, sweepCases, type DeviceAuth, type Live, type Materialized } from './fuzz-model.js';
 
 const FUZZ_RUNS = Number(process.env['UPTIDE_FUZZ_RUNS'] ?? 1500);
 const FUZZ_RUNS_PG = Number(process.env['UPTIDE_FUZZ_RUNS_PG'] ?? 250);
@@ -80,7 +80,7 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect([...modelled].sort()).toEqual([...served].sort());
     });
 
-    it(`never answers 5xx, always {code, message} on 4xx, never writes on a refusal (${db === 'sqlite' ? FUZZ_RUNS : FUZZ_RUNS_PG} cases)`, async () => {
+    const checker = () => {
       const live: Live = {
         fx,
         adminGet: async (path) => {
@@ -120,16 +120,28 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
         if (health.status !== 200) throw new Error(`/healthz answers ${health.status} after ${what}`);
         if (TRACE) appendFileSync(TRACE, `${Date.now() - t0}ms ${what.slice(0, 300)}\n`);
       };
+      return { live, stats, check };
+    };
+    const report = (what: string, stats: { cases: number; byStatus: Map<string, number>; routes: Map<string, Set<number>> }) =>
+      console.log(
+        `[fuzz ${db}] ${what}: ${stats.cases} cases over ${stats.routes.size}/${routes.length} routes; ${[...stats.byStatus].map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+      );
+
+    it(`never answers 5xx, always {code, message} on 4xx, never writes on a refusal (${db === 'sqlite' ? FUZZ_RUNS : FUZZ_RUNS_PG} cases)`, async () => {
+      const { live, stats, check } = checker();
       await fc.assert(
         fc.asyncProperty(caseArb, async (c) => check(await materialize(c, routes, live))),
         { numRuns: db === 'sqlite' ? FUZZ_RUNS : FUZZ_RUNS_PG, ...(SEED !== undefined ? { seed: SEED } : {}), endOnFailure: true },
       );
+      report('random cases', stats);
       const unreached = routes.map((r) => `${r.side} ${r.method} ${r.path}`).filter((k) => !stats.routes.has(k));
-      console.log(
-        `[fuzz ${db}] ${stats.cases} cases over ${stats.routes.size}/${routes.length} routes; ${[...stats.byStatus].map(([k, v]) => `${k}: ${v}`).join(', ')}` +
-          (unreached.length ? `; not reached: ${unreached.join(', ')}` : ''),
-      );
-      if (db === 'sqlite') expect(unreached).toEqual([]);
+      if (db === 'sqlite') expect(unreached, 'routes the random cases never reached').toEqual([]);
+    });
+
+    it('survives every boundary value in every field of every JSON body', async () => {
+      const { live, stats, check } = checker();
+      for (const c of sweepCases(routes, fx)) await check(await materialize(c, routes, live));
+      report('boundary sweep', stats);
     });
   });
 }

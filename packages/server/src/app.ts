@@ -28,7 +28,7 @@ import { Tokens } from './auth/tokens.js';
 import { Metrics } from './http/metrics.js';
 import { Provisioning } from './provisioning/service.js';
 import { Namespaces } from './namespaces/service.js';
-import { clientErrorHandler, errorHandling, finiteQueryNumbers, strictJsonBodies } from './http/common.js';
+import { clientErrorHandler, errorHandling, finiteQueryNumbers, noNulInUrls, strictJsonBodies } from './http/common.js';
 import { consoleRoutes } from './http/console.js';
 import { requireToken, type Services } from './admin/context.js';
 import { imageRoutes } from './admin/image-routes.js';
@@ -178,6 +178,7 @@ export async function buildAdminApp(services: Services, log: Logger): Promise<Fa
   const app = Fastify({ ...baseOptions(log), bodyLimit: 1024 * 1024 });
   strictJsonBodies(app);
   finiteQueryNumbers(app);
+  noNulInUrls(app);
   errorHandling(app);
   await app.register(multipart, { limits: { fileSize: services.config.maxImageBytes, files: 1, fields: 10 } });
   await app.register(swagger, {
@@ -226,6 +227,7 @@ export async function buildGatewayApp(services: Services, log: Logger): Promise<
       })) as unknown as FastifyInstance;
   strictJsonBodies(app);
   finiteQueryNumbers(app);
+  noNulInUrls(app);
   errorHandling(app);
   await app.register(async (gw) => gatewayRoutes(gw, services, { tls: !plain }));
   return app;

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { JsonObject } from '@uptide/core';
+import { UptaneError, type JsonObject } from '@uptide/core';
 import { ns, paging, type Services } from './context.js';
 import { bodyStream, sendBytes, sendRanged } from '../http/common.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
@@ -58,12 +58,13 @@ const UploadQuery = Type.Object({
 const ExternalBody = Type.Object({
   uri: Type.String({ minLength: 1, maxLength: 2000 }),
   checksum: Type.Object({ method: Type.Literal('sha256'), hash: Type.String({ pattern: '^[0-9a-fA-F]{64}$' }) }),
-  length: Type.Integer({ minimum: 1 }),
+  // Safe integers only: 1e300 passes as an integer, and the database column is 64-bit.
+  length: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   version: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   hardwareIds: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 100 }),
   targetFormat: Type.Optional(Type.Union([Type.Literal('BINARY'), Type.Literal('OSTREE'), Type.Null()])),
-  releaseCounter: Type.Optional(Type.Integer({ minimum: 0 })),
+  releaseCounter: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
 });
 
 function splitHardwareIds(s: string): string[] {
@@ -81,15 +82,36 @@ function filenameOf(request: FastifyRequest): string {
   return f;
 }
 
+/** A malformed body (no multipart boundary, a multipart body cut short) is the client's error, not ours. */
+function bodyError(err: unknown): unknown {
+  if (err instanceof UptaneError || err instanceof ApiError) return err;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) return err;
+  return badRequest('invalid_upload_body', `the upload body is malformed or ended early: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+async function* guarded(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  try {
+    for await (const chunk of source) yield chunk;
+  } catch (err) {
+    throw bodyError(err);
+  }
+}
+
 /** Reads raw bytes, or the `file` field of a multipart/form-data body (what OTA CE scripts send with curl -F). */
 async function uploadSource(request: FastifyRequest): Promise<AsyncIterable<Uint8Array>> {
   if (request.isMultipart()) {
-    const part = await request.file({ limits: { fileSize: Number.MAX_SAFE_INTEGER, files: 1 } });
+    let part;
+    try {
+      part = await request.file({ limits: { fileSize: Number.MAX_SAFE_INTEGER, files: 1 } });
+    } catch (err) {
+      throw bodyError(err);
+    }
     if (!part) throw badRequest('missing_file', 'the multipart body has no file field');
     if (part.fieldname !== 'file') throw badRequest('missing_file', 'put the image in a multipart field named "file"');
-    return part.file;
+    return guarded(part.file);
   }
-  return bodyStream(request);
+  return guarded(bodyStream(request));
 }
 
 export async function imageRoutes(app: FastifyInstance, services: Services): Promise<void> {

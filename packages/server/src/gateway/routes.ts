@@ -175,6 +175,7 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
   app.post(`${prefix}/system_info/config`, small, async (request, reply) => {
     const d = requireDevice(request);
     if (typeof request.body !== 'string') throw badRequest('invalid_config', 'send the aktualizr configuration as text (application/toml)');
+    if (request.body.includes('\u0000')) throw badRequest('invalid_config', 'the configuration holds a NUL character');
     await registry.putReport(d.namespace, d.deviceId, 'config', request.body);
     return reply.code(204).send();
   });
@@ -200,6 +201,8 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
         et['id'].length > 128 ||
         typeof et['version'] !== 'number' ||
         !Number.isInteger(et['version']) ||
+        et['version'] < 0 ||
+        et['version'] > 2147483647 ||
         !ev ||
         typeof ev !== 'object' ||
         Array.isArray(ev)

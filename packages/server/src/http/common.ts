@@ -29,11 +29,38 @@ export function strictJsonBodies(app: FastifyInstance): void {
       done(null, undefined);
       return;
     }
+    let value;
     try {
-      done(null, parseJson(body, { integersOnly: false, maxDepth: 64 }));
+      value = parseJson(body, { integersOnly: false, maxDepth: 64 });
     } catch (err) {
       const e = err as JsonError;
       done(Object.assign(new Error(`malformed JSON body: ${e.message}`), { statusCode: 400, code: 'malformed_json' }), undefined);
+      return;
+    }
+    if (hasNul(value)) {
+      done(Object.assign(new Error('malformed JSON body: a string holds a NUL character (\\u0000)'), { statusCode: 400, code: 'malformed_json' }), undefined);
+      return;
+    }
+    done(null, value);
+  });
+}
+
+/** Whether a parsed JSON value has U+0000 in a key or a string: PostgreSQL cannot store it, and no Uptane field needs it. */
+export function hasNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(hasNul);
+  if (value && typeof value === 'object') return Object.entries(value).some(([k, v]) => k.includes('\u0000') || hasNul(v));
+  return false;
+}
+
+/**
+ * Refuses a URL whose path or query decodes to a NUL character (`%00`):
+ * PostgreSQL refuses NUL in text, so it would fail as a server error.
+ */
+export function noNulInUrls(app: FastifyInstance): void {
+  app.addHook('onRequest', async (request) => {
+    if (request.url.includes('%00')) {
+      throw Object.assign(new Error('the URL holds a NUL character (%00)'), { statusCode: 400, code: 'invalid_request' });
     }
   });
 }

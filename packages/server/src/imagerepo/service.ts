@@ -81,6 +81,11 @@ export function checkHardwareId(hw: string): void {
   }
 }
 
+/** Metadata versions are stored as 32-bit integers; a signed file may claim more (it would be a database error). */
+function checkStorableVersion(version: number): void {
+  if (version > 2147483647) throw badRequest('invalid_version', `metadata version ${version} is above 2147483647`);
+}
+
 function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
@@ -163,7 +168,9 @@ export class ImageRepository {
     if (!/^https?:\/\//.test(input.uri)) throw badRequest('invalid_uri', 'uri must be an http(s) URL');
     if (!input.hashes['sha256'] || !/^[0-9a-fA-F]{64}$/.test(input.hashes['sha256']))
       throw badRequest('invalid_checksum', 'a sha256 checksum (64 hex) is required');
-    if (!(input.length > 0)) throw badRequest('invalid_length', 'length must be positive');
+    if (!(input.length > 0) || !Number.isSafeInteger(input.length)) throw badRequest('invalid_length', 'length must be a positive safe integer');
+    if (input.releaseCounter !== undefined && !(Number.isSafeInteger(input.releaseCounter) && input.releaseCounter >= 0))
+      throw badRequest('invalid_release_counter', 'releaseCounter must be a non-negative safe integer');
     return this.addTarget(namespace, filename, input, undefined, input);
   }
 
@@ -295,6 +302,7 @@ export class ImageRepository {
       const root = await this.repos.currentRoot(store, namespace, REPO, dialect);
       const md = parseTargets(body, dialect);
       md.verify(root.signed.keys, root.signed.role('targets'), { repository: REPO, role: 'targets' });
+      checkStorableVersion(md.signed.version);
       if (md.signed.version <= current.version) throw new RollbackError(`targets version ${md.signed.version} must be greater than ${current.version}`);
       if (md.signed.isExpired(now)) throw new UptaneError('FREEZE', `targets expired at ${md.signed.expires}`);
       if (md.signed.delegations) await this.checkDelegatedFilesStillValid(store, namespace, md.signed.delegations);
@@ -302,6 +310,7 @@ export class ImageRepository {
       const t = now.getTime();
       await store.deleteAllTargets(namespace);
       for (const [filename, tf] of md.signed.targets) {
+        if (filename.length > 512) throw badRequest('invalid_filename', `target filename of ${filename.length} characters: 512 at most`);
         await store.upsertTarget(await this.rowFromTargetFile(store, namespace, filename, tf, t));
       }
       const bytes = md.toBytes();
@@ -321,8 +330,9 @@ export class ImageRepository {
       sha256,
       hashes_json: JSON.stringify(tf.hashes),
       custom_json: JSON.stringify(custom),
-      name: typeof custom['name'] === 'string' ? custom['name'] : filename,
-      version: typeof custom['version'] === 'string' ? custom['version'] : null,
+      // Listing columns (255): a signed file may carry longer values, which it keeps.
+      name: (typeof custom['name'] === 'string' ? custom['name'] : filename).slice(0, 255),
+      version: typeof custom['version'] === 'string' ? custom['version'].slice(0, 255) : null,
       hardware_ids_json: JSON.stringify(tf.hardwareIds ?? []),
       release_counter: tf.releaseCounter ?? null,
       blob_id: upload && upload.sha256 === sha256 && upload.length === tf.length ? upload.blob_id : null,
@@ -370,6 +380,7 @@ export class ImageRepository {
       const keys = delegator.roleKeys(role);
       if (!keys) throw notFound('delegation_not_found', `no targets file delegates to ${role}`);
       md.verify(delegator.keys, keys, { repository: REPO, role });
+      checkStorableVersion(md.signed.version);
       const existing = await store.getRoleMetadata(namespace, REPO, '', role, true);
       if (existing && md.signed.version <= existing.version)
         throw new RollbackError(`${role} version ${md.signed.version} must be greater than ${existing.version}`);
