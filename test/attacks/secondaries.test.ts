@@ -289,6 +289,11 @@ describe('Secondaries: wrong ECU, wrong bytes, partial bundle', () => {
         const last = v.manifests().at(-1);
         expect(last?.installationReport?.items.map((i) => i.ecu).sort()).toEqual([v.serial, c.full.secondary.serial, c.partial.secondary.serial].sort());
         expect((await world.assigned(v.deviceId)).length).toBe(0);
+        // The Secondaries' fresh signed reports still show their old images: the Director knows where the vehicle stands.
+        const ecus = await world.ts.api<Array<{ id: string; image: { filepath: string } | null }>>('GET', `/api/v1/admin/devices/${v.deviceId}`);
+        const onServer = Object.fromEntries(ecus.body.map((e) => [e.id, e.image?.filepath]));
+        expect(onServer[c.full.secondary.serial]).toBe('full-1.bin');
+        expect(onServer[c.partial.secondary.serial]).toBe('partial-1.bin');
       },
     });
     expect(c.full.secondary.installed?.filename).toBe('full-2.bin');
