@@ -90,6 +90,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
         io.err(line + '\n');
       },
       signal: stop.signal,
+      onReady: ({ ready, seconds }) => {
+        endLive();
+        io.err(`uptide-sim: ${ready} of ${options.devices} devices ready after ${seconds.toFixed(1)} s\n`);
+      },
     });
     endLive();
     io.out(options.json ? JSON.stringify(summary, null, 2) + '\n' : summaryText(summary));

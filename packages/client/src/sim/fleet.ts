@@ -60,7 +60,7 @@ export interface SimIo {
   /** Aborting stops the run: no new cycles, the ones in progress finish, then the summary. */
   readonly signal?: AbortSignal;
   /** Called once every device is ready (or failed setup). */
-  readonly onReady?: () => void;
+  readonly onReady?: (r: { ready: number; seconds: number }) => void;
 }
 
 /** `--installer none`: the Primary verified everything before install; nothing is written. */
@@ -193,7 +193,8 @@ class Fleet {
       }
       await this.setUpDevices(deviceIds(o.prefix, o.devices));
       this.readyAt = performance.now();
-      this.io.onReady?.();
+      this.stats.checkInsAtReady = this.stats.checkIns;
+      this.io.onReady?.({ ready: this.stats.ready, seconds: (this.readyAt - this.started) / 1000 });
       if (this.stats.ready === 0 && !this.stopping) {
         const codes = [...this.stats.setupErrors.keys()].join(', ');
         throw new SimError('SETUP_FAILED', `no device could be set up (${codes}); see the errors above or run with --log-level info`);

@@ -4,10 +4,12 @@
  * every Primary and Secondary, and says so in its summary.
  */
 import { describe, it, expect, afterEach } from 'vitest';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startTestServer, type TestServer } from '../../../server/src/testing/harness.js';
 import { loadConfig } from '../config/config.js';
 import { loadSecondaryConfig } from '../secondary/config.js';
@@ -15,6 +17,8 @@ import { main, type CliIo } from './cli.js';
 import { deviceIds } from './fleet.js';
 import { parseSimArgs, SimUsageError } from './options.js';
 import type { SimSummary } from './stats.js';
+
+const BIN = resolve(fileURLToPath(import.meta.url), '../../../dist/bin/uptide-sim.js');
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -242,5 +246,35 @@ describe('uptide-sim', () => {
     expect(ok).toMatchObject({
       options: { devices: 7, secondaries: 2, intervalSeconds: 1.5, group: 'sim', prefix: 'sim', installer: 'none', token: 't', verification: 'mixed' },
     });
+  });
+
+  it('runs as a process (the built bin): usage errors exit 2, SIGINT stops it with the summary', async () => {
+    if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build first with npx tsc -b`);
+    const ts = await server();
+    const dir = tempDir();
+    const spawnSim = (args: string[]) => {
+      const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, UPTIDE_SERVER: ts.adminUrl, UPTIDE_TOKEN: ts.token } });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const done = new Promise<{ code: number | null }>((r) => child.on('close', (code) => r({ code })));
+      cleanups.push(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+      return { child, done, out: () => out, err: () => err };
+    };
+    const bad = spawnSim(['--devices', 'many']);
+    expect((await bad.done).code).toBe(2);
+    expect(bad.err()).toContain('--devices must be a whole number');
+
+    const run = spawnSim(['--devices', '2', '--secondaries', '1', '--interval', '0.3', '--status', '0.3', '--data-dir', dir]);
+    await until('both devices online', () => /online 2 \|/.test(run.err()) || undefined);
+    expect(run.err()).toContain('2 of 2 devices ready after');
+    run.child.kill('SIGINT');
+    expect((await run.done).code).toBe(0);
+    expect(run.err()).toContain('SIGINT: stopping');
+    expect(run.out()).toMatch(/uptide-sim: 2 devices × \(1 Primary \+ 1 Secondaries\).*stopped by signal/);
+    expect(run.out()).toMatch(/devices +2 ready .*2 checked in/);
   });
 });

@@ -25,6 +25,10 @@ export interface SimSummary {
   readonly failedCheckIns: number;
   /** Completed check-ins per second over the whole run. */
   readonly checkInsPerSecond: number;
+  /** Completed check-ins per second once every device was ready (setup no longer competing). */
+  readonly steadyCheckInsPerSecond: number;
+  /** Seconds from the end of setup to the end of the run. */
+  readonly steadySeconds: number;
   /** The best rate over one second. */
   readonly peakCheckInsPerSecond: number;
   /** What the fleet asks for: devices / interval. */
@@ -59,6 +63,8 @@ export class SimStats {
   updateFailures = 0;
   peakRate = 0;
   private lagSum = 0;
+  /** Check-ins completed when every device was ready. */
+  checkInsAtReady = 0;
   readonly errors = new Map<string, number>();
   readonly setupErrors = new Map<string, number>();
   private readonly latencies: number[] = [];
@@ -147,10 +153,13 @@ export class SimStats {
   }): SimSummary {
     const sorted = [...this.latencies].sort((a, b) => a - b);
     const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+    const steadySeconds = Math.max(0, base.elapsedSeconds - base.setupSeconds);
     return {
       ...base,
       elapsedSeconds: round(base.elapsedSeconds, 2),
       setupSeconds: round(base.setupSeconds, 2),
+      steadySeconds: round(steadySeconds, 2),
+      steadyCheckInsPerSecond: round(steadySeconds >= 1 ? (this.checkIns - this.checkInsAtReady) / steadySeconds : 0, 2),
       ready: this.ready,
       online: this.online,
       seen: this.seen,
@@ -214,7 +223,7 @@ export function summaryText(s: SimSummary): string {
   const lines = [
     `uptide-sim: ${s.devices} devices × (1 Primary + ${s.secondariesPerDevice} Secondaries), interval ${s.intervalSeconds} s, ran ${s.elapsedSeconds} s (stopped by ${s.stoppedBy})`,
     `  devices      ${s.ready} ready (setup ${s.setupSeconds} s), ${s.seen} checked in, ${s.online} online at the end`,
-    `  check-ins    ${s.checkIns} (${s.failedCheckIns} failed), ${s.checkInsPerSecond}/s average, ${s.peakCheckInsPerSecond}/s peak, ${s.offeredCheckInsPerSecond}/s offered`,
+    `  check-ins    ${s.checkIns} (${s.failedCheckIns} failed); ${s.steadyCheckInsPerSecond}/s once all were ready (${s.steadySeconds} s), ${s.checkInsPerSecond}/s overall, ${s.peakCheckInsPerSecond}/s peak; ${s.offeredCheckInsPerSecond}/s offered`,
     `  latency      p50 ${s.latencyMs.p50} ms, p95 ${s.latencyMs.p95} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms; mean start lag ${s.meanLagSeconds} s`,
     `  updates      ${s.updatesFound} found, ${s.installed} installed, ${s.updateFailures} failed`,
     `  errors       ${s.failedCheckIns}${codes(s.errors, 10)}`,
