@@ -544,6 +544,7 @@ export function routeModels(): RouteModel[] {
     admin('GET', '/api/v1/updates'),
     admin('GET', '/api/v1/updates/:id', { type: 'none' }, [(fx) => [fx.updateId]]),
     admin('POST', '/api/v1/updates/:id/cancel', { type: 'none' }, [(fx) => [fx.updateId]]),
+    admin('GET', '/api/v1/fleet/stats'),
     admin('GET', '/api/v1/admin/devices'),
     admin('GET', '/api/v1/admin/devices/hardware_identifiers'),
     admin('GET', '/api/v1/admin/devices/:device', { type: 'none' }, [devices]),
@@ -699,34 +700,22 @@ async function signLike(signed: unknown, signer: { publicKey: PublicKey; sign(d:
 
 let counter = 1_000_000;
 
-/**
- * A manifest for the fixture device with one mutation applied before signing,
- * to the vehicle manifest's payload or to one ECU's report (chosen by `at`).
- */
-async function mutatedManifest(d: TestDevice, plan: BodyPlan): Promise<string> {
-  const reports: Record<string, unknown> = {};
-  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const payloads = d.ecus.map((e) => ({
-    ecu: e,
-    signed: {
-      ecu_serial: e.serial,
-      installed_image: { filepath: 'fz/firmware-1.0.bin', fileinfo: { hashes: { sha256: '00'.repeat(32) }, length: 1 } },
-      attacks_detected: '',
-      timeserver_time: now,
-      previous_timeserver_time: now,
-      report_counter: String(++counter),
-    } as unknown,
-  }));
-  const which = plan.kind === 'mutate' ? plan.at % (payloads.length + 1) : payloads.length;
-  if (plan.kind === 'mutate' && which < payloads.length) {
-    const p = payloads[which] as { signed: unknown };
-    // Reports may carry typed attacks: give the mutation something to bite on.
-    (p.signed as Record<string, unknown>)['attacks'] = [{ code: 'FREEZE', message: 'stale timestamp', repository: 'director', role: 'timestamp' }];
-    p.signed = mutate(p.signed, { ...plan, at: Math.floor(plan.at / (payloads.length + 1)) });
-  }
-  for (const p of payloads) reports[p.ecu.serial] = await signLike(p.signed, p.ecu.signer);
-  let signed: unknown = {
-    primary_ecu_serial: d.primary.serial,
+function reportPayload(serial: string, now: string, withAttacks: boolean): Record<string, unknown> {
+  return {
+    ecu_serial: serial,
+    installed_image: { filepath: 'fz/firmware-1.0.bin', fileinfo: { hashes: { sha256: '00'.repeat(32) }, length: 1 } },
+    attacks_detected: '',
+    timeserver_time: now,
+    previous_timeserver_time: now,
+    report_counter: String(++counter),
+    // Reports may carry typed attacks: give the mutations something to bite on.
+    ...(withAttacks ? { attacks: [{ code: 'FREEZE', message: 'stale timestamp', repository: 'director', role: 'timestamp' }] } : {}),
+  };
+}
+
+function vehiclePayload(primary: string, reports: Record<string, unknown>): Record<string, unknown> {
+  return {
+    primary_ecu_serial: primary,
     ecu_version_manifests: reports,
     installation_report: {
       content_type: 'application/vnd.com.here.otac.installationReport.v1',
@@ -734,12 +723,46 @@ async function mutatedManifest(d: TestDevice, plan: BodyPlan): Promise<string> {
         correlation_id: 'urn:here-ota:mtu:fuzz',
         result: { success: false, code: 'INSTALL_FAILED', description: 'd' },
         raw_report: 'r',
-        items: [{ ecu: d.primary.serial, result: { success: false, code: 'INSTALL_FAILED', description: 'd' } }],
+        items: [{ ecu: primary, result: { success: false, code: 'INSTALL_FAILED', description: 'd' } }],
       },
     },
   };
-  if (plan.kind === 'mutate' && which === payloads.length) signed = mutate(signed, plan);
+}
+
+/**
+ * A manifest for the fixture device with one mutation applied before signing:
+ * `at % (ECUs + 1)` picks an ECU's report (or, last, the vehicle manifest), `at / (ECUs + 1)` the path in it.
+ */
+async function mutatedManifest(d: TestDevice, plan: BodyPlan): Promise<string> {
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const n = d.ecus.length;
+  const which = plan.kind === 'mutate' ? plan.at % (n + 1) : n;
+  const inner = plan.kind === 'mutate' ? { ...plan, at: Math.floor(plan.at / (n + 1)) } : undefined;
+  const reports: Record<string, unknown> = {};
+  for (const [i, e] of d.ecus.entries()) {
+    let payload: unknown = reportPayload(e.serial, now, i === which);
+    if (inner && i === which) payload = mutate(payload, inner);
+    reports[e.serial] = await signLike(payload, e.signer);
+  }
+  let signed: unknown = vehiclePayload(d.primary.serial, reports);
+  if (inner && which === n) signed = mutate(signed, inner);
   return toJsonText(await signLike(signed, d.primary.signer));
+}
+
+/** The `at` values that put a value at each leaf of the Primary's report and of the vehicle manifest (outside the embedded reports). */
+function manifestLeafAts(d: TestDevice): number[] {
+  const n = d.ecus.length;
+  const leaves = (v: unknown, skip?: string) =>
+    pathsOf(v)
+      .map((p, i) => ({ p, i, leaf: p.reduce<unknown>((x, k) => (x as Record<string | number, unknown>)[k], v) }))
+      .filter((x) => (x.leaf === null || typeof x.leaf !== 'object') && (skip === undefined || x.p[0] !== skip))
+      .map((x) => x.i);
+  const fakeEnvelope = (serial: string) => ({
+    signatures: [{ keyid: '0'.repeat(64), method: 'ed25519', sig: 'AA' }],
+    signed: reportPayload(serial, 'now', false),
+  });
+  const sampleVehicle = vehiclePayload('p', Object.fromEntries(d.ecus.map((e) => [e.serial, fakeEnvelope(e.serial)])));
+  return [...leaves(reportPayload('s', 'now', true)).map((i) => i * (n + 1)), ...leaves(sampleVehicle, 'ecu_version_manifests').map((i) => i * (n + 1) + n)];
 }
 
 function multipart(plan: Extract<BodyPlan, { kind: 'multipart' }>, payload: Buffer): { body: Buffer; contentType: string } {
@@ -885,7 +908,6 @@ export const BOUNDARY_VALUES: readonly unknown[] = [
   'x'.repeat(513),
   'a\u0000b',
   new RawJson('1e300'),
-  new RawJson('9223372036854775808'),
   2147483648,
   -1,
   new RawJson('1.5'),
@@ -917,8 +939,7 @@ export function sweepCases(routes: readonly RouteModel[], fx: Fixtures): FuzzCas
         .filter((x) => x.leaf === null || typeof x.leaf !== 'object')
         .map((x) => x.i);
     } else if (route.body.type === 'manifest') {
-      // The Primary's report (which = 0) and the vehicle manifest (which = 2) of a two-ECU device, every path of each.
-      for (let k = 0; k < 45; k++) ats.push(3 * k, 3 * k + 2);
+      ats = manifestLeafAts(fx.device);
     }
     for (const at of ats) for (const value of BOUNDARY_VALUES) out.push({ ...base, route: r, body: { kind: 'mutate', at, op: 'replace', value, key: '' } });
   });

@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import yauzl from 'yauzl';
+import { sql } from '../../packages/server/src/storage/database.js';
 import type { FastifyInstance } from 'fastify';
 import { TestDevice, makeEcu, provisionDevice, type TestServer } from '../../packages/server/src/testing/harness.js';
 
@@ -157,19 +158,25 @@ function normalise(table: TableName, row: Record<string, unknown>): string {
   return JSON.stringify(out);
 }
 
-/** Every row of every table, normalised and sorted (bytes as their SHA-256). */
+/** Every row of every table, normalised and sorted (bytes as their SHA-256, or PostgreSQL's hex text of them). */
 export async function dbState(ts: TestServer, namespace?: string): Promise<DbState> {
-  const db = ts.server.services.storage.database.db as unknown as {
-    selectFrom(t: string): { selectAll(): { execute(): Promise<Array<Record<string, unknown>>> } };
-  };
+  const database = ts.server.services.storage.database;
+  const byTable = new Map<TableName, Array<Record<string, unknown>>>();
+  if (database.dialect === 'postgres') {
+    // One round trip instead of one query per table: the fuzzer takes a snapshot around every request.
+    const query = TABLES.map((t) => `select '${t}' as t, coalesce(json_agg(x), '[]'::json) as rows from ${t} x`).join(' union all ');
+    const res = await sql.raw<{ t: TableName; rows: Array<Record<string, unknown>> }>(query).execute(database.db);
+    for (const r of res.rows) byTable.set(r.t, r.rows);
+  } else {
+    const db = database.db as unknown as { selectFrom(t: string): { selectAll(): { execute(): Promise<Array<Record<string, unknown>>> } } };
+    for (const t of TABLES) byTable.set(t, await db.selectFrom(t).selectAll().execute());
+  }
   const state: DbState = new Map();
-  await Promise.all(
-    TABLES.map(async (t) => {
-      let rows = await db.selectFrom(t).selectAll().execute();
-      if (namespace !== undefined) rows = rows.filter((r) => r['namespace'] === namespace || (t === 'namespaces' && r['name'] === namespace));
-      state.set(t, rows.map((r) => normalise(t, r)).sort());
-    }),
-  );
+  for (const t of TABLES) {
+    let rows = byTable.get(t) ?? [];
+    if (namespace !== undefined) rows = rows.filter((r) => r['namespace'] === namespace || (t === 'namespaces' && r['name'] === namespace));
+    state.set(t, rows.map((r) => normalise(t, r)).sort());
+  }
   return state;
 }
 
