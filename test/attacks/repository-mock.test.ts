@@ -196,7 +196,7 @@ describe('A7, A8, A9 on delegated targets', () => {
     );
   });
 
-  it('A8 an endless delegated targets file → ENDLESS_DATA (the length the snapshot gives)', async () => {
+  it('A8.11 an endless delegated targets file → ENDLESS_DATA (the length the snapshot gives)', async () => {
     const v = await start({ before: (m) => m.addDelegation({ name: 'supplier', paths: ['supplier/*'] }).then(() => undefined) });
     await delegatedNext(v, 'supplier', 'supplier/fw-3.bin');
     await expectDefeated(v, () => v.mock.tamper({ path: '/repo/delegations/supplier.json', endless: true }), { code: 'ENDLESS_DATA', ...failed });
