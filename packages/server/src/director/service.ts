@@ -47,6 +47,9 @@ function sha256Hex(b: Uint8Array): string {
 
 const SERIAL_RE = /^[\x21-\x7e]{1,64}$/;
 
+/** Attacks recorded per ECU version report; more are summarized in one event. */
+const MAX_ATTACKS_PER_REPORT = 50;
+
 /** What is stored of a report's nonce: itself when it fits the column (255), else its SHA-256 (reuse is still detected). */
 function nonceKey(nonce: string): string {
   return nonce.length <= 255 ? nonce : `sha256:${sha256Hex(Buffer.from(nonce, 'utf8'))}`;
@@ -378,6 +381,19 @@ export class Director {
             serial,
           );
         }
+        // The time verified before this one cannot be later than it (a clock run backwards, or a forged report).
+        if (report.previousTimeserverTime !== undefined) {
+          const p = Date.parse(report.previousTimeserverTime);
+          if (Number.isNaN(p) || p > t) {
+            throw new ManifestRefused(
+              400,
+              'implausible_time',
+              `ECU ${serial} reports a previous verified time of ${report.previousTimeserverTime}, after its latest (${report.timeserverTime})`,
+              true,
+              serial,
+            );
+          }
+        }
       }
       fresh.add(serial);
     }
@@ -399,7 +415,18 @@ export class Director {
         installed_hashes_json: JSON.stringify(img.hashes),
         installed_at: now,
       });
-      for (const a of report.attacks) {
+      // Recorded, but not without bound: a compromised ECU must not fill the database, one manifest at a time.
+      const attacks =
+        report.attacks.length > MAX_ATTACKS_PER_REPORT
+          ? [
+              ...report.attacks.slice(0, MAX_ATTACKS_PER_REPORT - 1),
+              {
+                code: 'TOO_MANY_ATTACKS',
+                message: `${report.attacks.length - MAX_ATTACKS_PER_REPORT + 1} more attacks reported in this report were not recorded`,
+              },
+            ]
+          : report.attacks;
+      for (const a of attacks as ReadonlyArray<{ code: string; message: string; repository?: string | undefined; role?: string | undefined }>) {
         await store.insertSecurityEvent({
           namespace,
           device_id: deviceId,
