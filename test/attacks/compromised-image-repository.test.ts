@@ -7,7 +7,7 @@
  * directed image (A21).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { LocalSigner, Metadata, MetaFile, Targets, TargetFile, Timestamp, expiresIn, generatePrivateKey, parseSnapshot, type Signer } from '@uptide/core';
 import { HW, ServerWorld } from './harness/server-world.js';
 import { expectDefeated } from './harness/defeated.js';
@@ -163,29 +163,36 @@ describe('A10 arbitrary software (compromised Image repository)', () => {
     await expectDefeated(v, () => serveForged(v, 'image', ik, { signers: { timestamp: dk.signers.timestamp } }), { code: 'ARBITRARY_SOFTWARE', ...failed });
   });
 
-  it('A10.7 an image whose sha256 matches but whose sha512 does not, both repositories agreeing (every listed hash is checked) → ARBITRARY_SOFTWARE', async () => {
-    const v = await world.vehicle();
-    // Both repositories lie alike about the sha512 (beyond the threat model: this is the image check alone).
-    const lie = (t: Targets) => {
-      const fw = t.targets.get('fw-2.bin') as TargetFile;
-      const lying = new TargetFile(fw.name, fw.length, { ...fw.hashes, sha512: 'ab'.repeat(64) }, fw.custom);
-      return new Targets({
-        version: t.version,
-        expires: t.expires,
-        targets: new Map([...t.targets, [fw.name, lying]]),
-        delegations: t.delegations,
-        custom: t.custom,
-      });
-    };
-    await expectDefeated(
-      v,
-      async () => {
-        await serveForged(v, 'image', ik, { targets: lie });
-        await serveForged(v, 'director', dk, { targets: lie });
-      },
-      { code: 'ARBITRARY_SOFTWARE', ...failed },
-    );
-  });
+  for (const [right, wrong] of [
+    ['sha256', 'sha512'],
+    ['sha512', 'sha256'],
+  ] as const) {
+    it(`A10.7 an image whose ${right} matches but whose ${wrong} does not, both repositories agreeing (every listed hash is checked) → ARBITRARY_SOFTWARE`, async () => {
+      const v = await world.vehicle();
+      // Both repositories lie alike about one hash (beyond the threat model: this is the image check alone).
+      const lie = (t: Targets) => {
+        const fw = t.targets.get('fw-2.bin') as TargetFile;
+        const image = world.image('fw-2.bin').bytes;
+        const hashes = { sha256: createHash('sha256').update(image).digest('hex'), sha512: createHash('sha512').update(image).digest('hex') };
+        const lying = new TargetFile(fw.name, fw.length, { ...hashes, [wrong]: 'ab'.repeat(wrong === 'sha256' ? 32 : 64) }, fw.custom);
+        return new Targets({
+          version: t.version,
+          expires: t.expires,
+          targets: new Map([...t.targets, [fw.name, lying]]),
+          delegations: t.delegations,
+          custom: t.custom,
+        });
+      };
+      await expectDefeated(
+        v,
+        async () => {
+          await serveForged(v, 'image', ik, { targets: lie });
+          await serveForged(v, 'director', dk, { targets: lie });
+        },
+        { code: 'ARBITRARY_SOFTWARE', ...failed },
+      );
+    });
+  }
 
   it('A10.10 a malicious image published by the compromised Image repository is never installed: the Director does not direct it', async () => {
     const v = await world.vehicle();
