@@ -72,6 +72,8 @@ export async function registryRoutes(app: FastifyInstance, services: Services): 
     { schema: { summary: 'Delete a device and revoke its credentials', tags: ['devices'], params: Type.Object({ id: DeviceId }) } },
     async (request, reply) => {
       await registry.deleteDevice(ns(request), request.params.id);
+      // Its certificates were revoked with it: connections that proved them must not keep working.
+      provisioning.forgetIdentities();
       return reply.code(204).send();
     },
   );

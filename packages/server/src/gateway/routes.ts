@@ -25,7 +25,7 @@ export interface GatewayOptions {
   readonly tls: boolean;
 }
 
-const socketIdentity = new WeakMap<object, { identity: DeviceIdentity; at: number }>();
+const socketIdentity = new WeakMap<object, { identity: DeviceIdentity; at: number; generation: number }>();
 const SOCKET_RECHECK_MS = 10_000;
 
 function device(request: FastifyRequest): DeviceIdentity {
@@ -50,12 +50,14 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
       const socket = request.raw.socket as TLSSocket;
       const now = Date.now();
       const cached = socketIdentity.get(socket);
-      if (cached && now - cached.at < SOCKET_RECHECK_MS) {
+      // A revocation since the check makes the connection prove itself again (keep-alive connections stay open for long).
+      if (cached && now - cached.at < SOCKET_RECHECK_MS && cached.generation === provisioning.identityGeneration) {
         request.device = cached.identity;
         return;
       }
+      const generation = provisioning.identityGeneration;
       const identity = await provisioning.identify(socket);
-      socketIdentity.set(socket, { identity, at: now });
+      socketIdentity.set(socket, { identity, at: now, generation });
       request.device = identity;
     } else {
       const id = (request.params as Record<string, string> | undefined)?.['deviceId'];
@@ -114,8 +116,9 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
   });
 
   // --- Image repository metadata and images (per namespace) --------------------------------------
+  // Everything but POST /devices needs a device certificate: the fleet bootstrap certificate only asks for one.
   const repoFile = async (request: FastifyRequest, reply: FastifyReply) => {
-    const d = device(request);
+    const d = requireDevice(request);
     const file = (request.params as Record<string, string>)['file'] as string;
     const m = /^(?:(\d{1,9})\.)?root\.json$/.exec(file);
     if (m) {
@@ -131,7 +134,7 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
   app.get(`${prefix}/repo/:file`, repoFile);
 
   app.get(`${prefix}/repo/delegations/:file`, async (request, reply) => {
-    const d = device(request);
+    const d = requireDevice(request);
     const file = (request.params as Record<string, string>)['file'] as string;
     if (!file.endsWith('.json')) throw notFound('not_found', `no ${file}`);
     const f = await imageRepo.delegatedRole(d.namespace, file.slice(0, -5));
@@ -217,5 +220,8 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
   for (const p of ['/events', '/events/']) app.post(`${prefix}${p}`, small, events);
 
   // Campaigns are not offered to devices; aktualizr reads any 2xx without campaigns as "none".
-  app.get(`${prefix}/campaigner/campaigns`, async () => ({ campaigns: [] }));
+  app.get(`${prefix}/campaigner/campaigns`, async (request) => {
+    requireDevice(request);
+    return { campaigns: [] };
+  });
 }

@@ -69,6 +69,11 @@ export class Provisioning {
   private readonly verifier = new ClientCertificateVerifier();
   private readonly identityCache = new Map<string, { identity: DeviceIdentity; at: number }>();
   private lastCaReload = 0;
+  /**
+   * Bumped whenever a certificate may have stopped being acceptable (revoked, its device deleted), so that
+   * identities cached per connection are checked again on the next request instead of up to 10 s later.
+   */
+  identityGeneration = 0;
   /** Called when the set of device CAs changes (the gateway refreshes its TLS context). */
   onDeviceCasChanged: (() => void) | undefined;
 
@@ -307,7 +312,13 @@ export class Provisioning {
     const c = await this.storage.store.getCredential(namespace, serial.toLowerCase());
     if (!c || (deviceId !== undefined && c.device_id !== deviceId)) throw notFound('credential_not_found', `no certificate with serial ${serial}`);
     await this.storage.store.revokeCredential(namespace, c.serial, this.clock().getTime());
+    this.forgetIdentities();
+  }
+
+  /** Drops every cached identity (after a revocation or a device deletion). */
+  forgetIdentities(): void {
     this.identityCache.clear();
+    this.identityGeneration++;
   }
 
   /** What a device configuration needs (for `uptide devices provision`). */
