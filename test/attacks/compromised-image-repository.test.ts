@@ -8,7 +8,25 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { LocalSigner, Metadata, MetaFile, Targets, TargetFile, Timestamp, expiresIn, generatePrivateKey, parseSnapshot, type Signer } from '@uptide/core';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  LocalSigner,
+  Metadata,
+  MetaFile,
+  PublicKey,
+  RoleDefinition,
+  Targets,
+  TargetFile,
+  Timestamp,
+  expiresIn,
+  generatePrivateKey,
+  parseRoot,
+  parseSnapshot,
+  parseTimestamp,
+  type JsonObject,
+  type Signer,
+} from '@uptide/core';
 import { HW, ServerWorld } from './harness/server-world.js';
 import { expectDefeated } from './harness/defeated.js';
 import { currentFiles, exportKeys, serveForged, type RepoKeys } from './harness/forge.js';
@@ -211,7 +229,7 @@ describe('A10 arbitrary software (compromised Image repository)', () => {
 });
 
 describe('A11 fast-forward', () => {
-  it('A11.1 a compromised Image timestamp key signs version 2^31-1: accepted, then every honest timestamp is ROLLBACK until the keys rotate', async () => {
+  it('A11.1 a compromised Image timestamp key signs version 2^31-1: accepted, every honest timestamp then ROLLBACK, until the OEM rotates the online keys on the server (R-4)', async () => {
     const v = await world.vehicle();
     const cur = await currentFiles(v, 'image');
     const sn = parseSnapshot(cur.snapshot, 'uptane').signed;
@@ -232,7 +250,29 @@ describe('A11 fast-forward', () => {
       await world.launch(v.deviceId, `fw-3-${v.deviceId}.bin`);
     }
     expect((await v.serverAttacks()).map((a) => a.code)).toContain('ROLLBACK');
-    // Recovery needs a root with new timestamp keys (R-4): see repository-mock.test.ts, A11.2.
+
+    // Recovery: the server makes new timestamp and snapshot keys, and a root ceremony lists them.
+    const root = parseRoot((await world.ts.api('GET', '/api/v1/user_repo/root.json')).raw, 'uptane').signed;
+    const keys = new Map(root.keys);
+    const roles = new Map(root.roles);
+    for (const role of ['timestamp', 'snapshot'] as const) {
+      const made = await world.ts.api<{ keyid: string; key: JsonObject }>('POST', `/api/v1/user_repo/keys/${role}`);
+      expect(made.status).toBe(201);
+      keys.set(made.body.keyid, PublicKey.fromJSON(made.body.key, 'uptane'));
+      roles.set(role, new RoleDefinition([made.body.keyid], 1));
+    }
+    const next = await Metadata.create(
+      root.with({ version: root.version + 1, expires: expiresIn(new Date(), 365 * 86400), keys, roles }),
+      'uptane',
+      ik.signers.root,
+    );
+    expect((await world.ts.api('POST', '/api/v1/user_repo/root', next.toJSON())).status).toBe(200);
+    // The device walks to the new root, drops its stored timestamp and snapshot, and accepts the low versions again.
+    expect(await v.primary.cycle()).toMatchObject({ ok: true, installed: [`fw-3-${v.deviceId}.bin`] });
+    const stored = parseTimestamp(readFileSync(join(v.storage, 'metadata', 'image', 'timestamp.json')), 'uptane').signed;
+    expect(stored.version).toBeLessThan(1000);
+    // (Later tests forge with the keys the server holds now.)
+    ik = await exportKeys(world.ts, 'image');
   });
 });
 
