@@ -171,8 +171,6 @@ interface DelegatedRole {
   readonly group?: { readonly id: number; readonly min: number };
   /** Another delegation of a role that already has its file (a second delegator, a cycle). */
   readonly alias?: boolean;
-  /** Keep serving this version (the supplier does not re-sign when the repository publishes). */
-  frozen?: boolean;
   /** Sign the file with these keys instead of the delegated ones (which the delegator keeps listing). */
   signWith?: LocalSigner[];
 }
@@ -209,7 +207,7 @@ export class ImageRepo {
   async publish(): Promise<void> {
     const k = this.root.keys;
     for (const d of this.delegations) {
-      if (d.alias || d.frozen) continue;
+      if (d.alias) continue;
       d.version++;
       const md = await Metadata.create(
         new Targets({ version: d.version, expires: this.exp('targets', 30 * DAY), targets: d.targets, delegations: this.delegationsOf(d.options.name) }),
