@@ -46,8 +46,23 @@ const UPTANE_STATUS: Record<string, number> = {
   SLOW_RETRIEVAL: 408,
 };
 
-/** Turns anything thrown into a status and a body; unknown errors become an opaque 500. */
+/**
+ * Error messages quote what the caller sent (an invalid device id, a filename) and are logged. A private key
+ * or an API token pasted into the wrong field must not end up in either: such text is replaced.
+ */
+export function scrubSecrets(message: string): string {
+  return message
+    .replace(/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, '[private key removed]')
+    .replace(/upt_[A-Za-z0-9_-]{8,}/g, 'upt_[token removed]');
+}
+
+/** Turns anything thrown into a status and a body (its message scrubbed of secrets); unknown errors become an opaque 500. */
 export function toHttpError(err: unknown): { status: number; body: { code: string; message: string }; headers: Record<string, string>; internal: boolean } {
+  const r = toHttpErrorRaw(err);
+  return { ...r, body: { code: r.body.code, message: scrubSecrets(r.body.message) } };
+}
+
+function toHttpErrorRaw(err: unknown): { status: number; body: { code: string; message: string }; headers: Record<string, string>; internal: boolean } {
   if (err instanceof ApiError) return { status: err.statusCode, body: { code: err.code, message: err.message }, headers: err.headers, internal: false };
   if (err instanceof UptaneError) {
     const status = UPTANE_STATUS[err.code] ?? 400;
