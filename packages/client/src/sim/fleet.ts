@@ -9,8 +9,8 @@
  * is no timer per device: a binary heap of due times and one timer start each
  * device's next cycle, at most `concurrency` at once, so a thundering herd
  * (every device due at the same moment) queues instead of piling up sockets.
- * Start times are spread over the first interval and every interval is
- * jittered.
+ * Check-ins start once every device is set up; start times are spread over the
+ * first interval and every interval is jittered.
  *
  * Layout of the data directory:
  *
@@ -192,6 +192,10 @@ class Fleet {
         statusTimer.unref();
       }
       await this.setUpDevices(deviceIds(o.prefix, o.devices));
+      // Check-ins start once every device is set up (setup competing with a thousand check-ins took minutes),
+      // spread over one interval so that the fleet does not move in lockstep.
+      const start = performance.now();
+      for (const device of this.devices) this.schedule(device, start + Math.random() * o.intervalSeconds * 1000);
       this.readyAt = performance.now();
       this.stats.checkInsAtReady = this.stats.checkIns;
       this.io.onReady?.({ ready: this.stats.ready, seconds: (this.readyAt - this.started) / 1000 });
@@ -309,8 +313,6 @@ class Fleet {
           await this.setUpDevice(device, index);
           this.devices.push(device);
           this.stats.ready++;
-          // Spread the first check-ins over one interval.
-          this.schedule(device, performance.now() + Math.random() * this.options.intervalSeconds * 1000);
         } catch (err) {
           await closeDevice(device);
           const code = (err as { code?: unknown }).code;
