@@ -4,7 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { mkdirSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Writable } from 'node:stream';
+import { startServer } from '../../packages/server/src/app.js';
 import { join } from 'node:path';
 import { startTestServer, type DbKind, type TestServer } from '../../packages/server/src/testing/harness.js';
 import { FileBlobStore } from '../../packages/server/src/blobs/blob-store.js';
@@ -135,6 +138,17 @@ describe('regressions on sqlite', () => {
     }
     expect(stateChanges(before, await dbState(ts))).toEqual([]);
     expect(blobFiles(ts.dataDir)).toEqual(blobs);
+  });
+
+  it('refuses to start on an empty generated passphrase file instead of sealing keys with an empty passphrase', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'uptide-empty-passphrase-'));
+    try {
+      writeFileSync(join(dataDir, 'key-passphrase'), '\n');
+      const config = { ...ts.config, dataDir, databaseUrl: `sqlite:${join(dataDir, 'uptide.db')}`, keyPassphrase: undefined, httpPort: 0, devicePort: 0 };
+      await expect(startServer(config, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })).rejects.toThrow(/key-passphrase is empty/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('creates no device when the public key of a credentials request is refused', async () => {

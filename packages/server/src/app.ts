@@ -64,10 +64,27 @@ export interface StartOptions {
 async function keyPassphrase(config: ServerConfig, log: Logger): Promise<string> {
   if (config.keyPassphrase !== undefined) return config.keyPassphrase;
   const file = join(config.dataDir, 'key-passphrase');
-  if (existsSync(file)) return (await fsp.readFile(file, 'utf8')).trim();
+  const read = async () => {
+    const stored = (await fsp.readFile(file, 'utf8')).trim();
+    if (stored === '') throw new Error(`${file} is empty: restore it from a backup, or set UPTIDE_KEY_PASSPHRASE`);
+    return stored;
+  };
+  if (existsSync(file)) return read();
   const generated = randomBytes(32).toString('base64url');
   await fsp.mkdir(config.dataDir, { recursive: true });
-  await fsp.writeFile(file, generated + '\n', { mode: 0o600, flag: 'wx' });
+  // Whole or not at all (a start killed mid-write must not leave an empty passphrase), and only if absent
+  // (instances sharing the data dir must agree on one): write aside, then link into place.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, generated + '\n', { mode: 0o600 });
+  try {
+    await fsp.link(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return read();
+    // A file system without hard links: create it in place, still only if absent.
+    await fsp.writeFile(file, generated + '\n', { mode: 0o600, flag: 'wx' });
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
   log.warn(
     { file },
     'UPTIDE_KEY_PASSPHRASE is not set: generated one and stored it next to the data. Set UPTIDE_KEY_PASSPHRASE (and keep it elsewhere) for production.',
@@ -110,12 +127,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   await namespaces.create('default', { ifMissing: true });
   for (const n of await namespaces.list()) await provisioning.ensureDeviceCa(n);
 
-  // The first start creates a system token for the default namespace, written once to the data dir.
+  // The first start creates a system token for the default namespace, written once to the data dir. The file
+  // comes first: a start killed in between must not leave a token in the database that nobody knows (the next
+  // start, finding no token, makes a new one and replaces the file).
   let firstToken: string | undefined;
   if ((await storage.store.listTokens('default')).length === 0) {
-    const t = await tokens.create('default', 'initial admin token', true);
-    firstToken = t.token;
-    await fsp.writeFile(join(config.dataDir, 'admin-token'), t.token + '\n', { mode: 0o600 });
+    const token = Tokens.generate();
+    const file = join(config.dataDir, 'admin-token');
+    await fsp.writeFile(`${file}.tmp`, token + '\n', { mode: 0o600 });
+    await fsp.rename(`${file}.tmp`, file);
+    await tokens.create('default', 'initial admin token', true, token);
+    firstToken = token;
   }
 
   const services: Services = { config, storage, imageRepo, director, updates, registry, tokens, blobs, metrics, provisioning, namespaces, clock };

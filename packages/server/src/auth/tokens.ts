@@ -25,11 +25,16 @@ export class Tokens {
     private readonly clock: () => Date,
   ) {}
 
-  /** Creates a token; the returned secret is never stored or shown again. */
-  async create(namespace: string, name: string, system = false): Promise<{ id: string; token: string }> {
+  /** A new token secret (256 random bits). */
+  static generate(): string {
+    return TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  }
+
+  /** Creates a token (with a secret from `generate`, or a new one); the returned secret is never stored or shown again. */
+  async create(namespace: string, name: string, system = false, secret?: string): Promise<{ id: string; token: string }> {
     if (name.length === 0 || name.length > 200) throw badRequest('invalid_name', 'token names are 1-200 characters');
     if (!(await this.storage.store.namespaceExists(namespace))) throw notFound('namespace_not_found', `no namespace ${namespace}`);
-    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const token = secret ?? Tokens.generate();
     const id = randomUUID();
     await this.storage.store.insertToken({
       id,
