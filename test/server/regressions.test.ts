@@ -151,6 +151,16 @@ describe('regressions on sqlite', () => {
     }
   });
 
+  it('completes a namespace whose creation was cut short before its token was made', async () => {
+    await ts.server.services.namespaces.create('half-made');
+    const api = apiFor(ts, ts.token);
+    const res = await api<{ token: string }>('POST', '/api/v1/namespaces', { name: 'half-made' });
+    expect(res.status).toBe(201);
+    expect((await apiFor(ts, res.body.token)<{ namespace: string }>('GET', '/api/v1/whoami')).body.namespace).toBe('half-made');
+    // A complete one stays a conflict.
+    expect((await api('POST', '/api/v1/namespaces', { name: 'half-made' })).status).toBe(409);
+  });
+
   it('creates no device when the public key of a credentials request is refused', async () => {
     const before = await dbState(ts);
     const res = await admin.call({

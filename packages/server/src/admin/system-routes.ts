@@ -32,8 +32,13 @@ export async function systemRoutes(app: FastifyInstance, services: Services): Pr
     },
     async (request, reply) => {
       if (!request.principal?.system) throw forbidden('system_token_required', 'creating namespaces needs a system token');
-      await services.namespaces.create(request.body.name);
-      const t = await services.tokens.create(request.body.name, `${request.body.name} admin`);
+      const name = request.body.name;
+      // A namespace without any token is one whose creation was cut short (the server stopped before its token was
+      // made): creating it again completes it, instead of leaving a namespace no token can reach.
+      const unfinished = (await services.storage.store.namespaceExists(name)) && (await services.storage.store.listTokens(name)).length === 0;
+      if (!unfinished) await services.namespaces.create(name);
+      else await services.provisioning.ensureDeviceCa(name);
+      const t = await services.tokens.create(name, `${name} admin`);
       return reply.code(201).send({ name: request.body.name, token: t.token, tokenId: t.id });
     },
   );
