@@ -50,7 +50,7 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '1000' },
     secondaries: { type: 'string', default: '1' },
     interval: { type: 'string', default: '1' },
-    seconds: { type: 'string', default: '30' },
+    seconds: { type: 'string', default: '60' },
     concurrency: { type: 'string', default: '256' },
   },
 });
@@ -332,8 +332,12 @@ function cpuSeconds(pid, tid) {
 
 function ask(child, msg) {
   return new Promise((resolve, reject) => {
-    child.once('message', resolve);
-    child.once('error', reject);
+    const onError = (err) => reject(err);
+    child.once('error', onError);
+    child.once('message', (m) => {
+      child.off('error', onError);
+      resolve(m);
+    });
     child.send(msg);
   });
 }
@@ -542,7 +546,8 @@ async function sectionC() {
     sim.stderr.on('data', (d) => {
       err += d;
       process.stderr.write(d);
-      if (!ready && /devices ready after/.test(err)) ready = sample();
+      // The steady state: after every device's first check-in (registration, first TLS handshake, first metadata).
+      if (!ready && /every device has checked in/.test(err)) ready = sample();
     });
     const exited = new Promise((r) => sim.once('exit', r));
     const sampler = setInterval(() => {
@@ -555,6 +560,7 @@ async function sectionC() {
     const code = await exited;
     clearInterval(sampler);
     if (code !== 0) throw new Error(`uptide-sim exited ${code}:\n${err.slice(-2000)}`);
+    if (!ready || !last) throw new Error('the fleet never reached a steady state (not every device checked in): lengthen --seconds');
     const s = JSON.parse(out);
     const span = (last.t - ready.t) / 1000;
     const pct = (k) => `${fmt((100 * (last[k] - ready[k])) / span)} %`;
@@ -571,7 +577,7 @@ async function sectionC() {
     row('c', `  CPU, uptide-server process: main thread / all threads`, `${pct('serverMain')} / ${pct('server')}`, '', '', '');
     console.log(
       `\n(c) ${s.ready} devices ready after ${s.setupSeconds} s (provisioned through the admin API: a P-256 key and certificate each, ECU keys, state` +
-        ` directories); then ${s.steadySeconds} s of check-ins: ${s.checkIns} in all, ${s.failedCheckIns} failed, errors ${JSON.stringify(s.errors)}.` +
+        ` directories); steady state (every device had checked in once) for the last ${s.steadySeconds} s; ${s.checkIns} check-ins in all, ${s.failedCheckIns} failed, errors ${JSON.stringify(s.errors)}.` +
         ` CPU figures cover the steady part only; 100 % is one core, the machine has ${(await import('node:os')).cpus().length}.`,
     );
   } finally {

@@ -90,6 +90,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
         io.err(line + '\n');
       },
       signal: stop.signal,
+      onWarm: ({ seconds }) => {
+        endLive();
+        io.err(`uptide-sim: every device has checked in, ${seconds.toFixed(1)} s after the first check-ins\n`);
+      },
       onReady: ({ ready, seconds }) => {
         endLive();
         io.err(`uptide-sim: ${ready} of ${options.devices} devices ready after ${seconds.toFixed(1)} s\n`);

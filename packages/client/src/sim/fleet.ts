@@ -59,6 +59,8 @@ export interface SimIo {
   readonly deviceLog?: (line: string) => void;
   /** Aborting stops the run: no new cycles, the ones in progress finish, then the summary. */
   readonly signal?: AbortSignal;
+  /** Called once every device has checked in successfully once (the steady state starts). */
+  readonly onWarm?: (r: { seconds: number }) => void;
   /** Called once every device is ready (or failed setup). */
   readonly onReady?: (r: { ready: number; seconds: number }) => void;
 }
@@ -163,6 +165,7 @@ class Fleet {
   /** The server's plain-HTTP development gateway (device id in the URL, no TLS). */
   private plain = false;
   private setupErrorsShown = 0;
+  private warmAnnounced = false;
 
   constructor(
     private readonly options: SimOptions,
@@ -476,6 +479,10 @@ class Fleet {
     }
     const t1 = performance.now();
     this.stats.record(device.id, result, t1 - t0, lag);
+    if (this.stats.warm && !this.warmAnnounced) {
+      this.warmAnnounced = true;
+      this.io.onWarm?.({ seconds: (this.stats.warm.at - (this.readyAt ?? this.started)) / 1000 });
+    }
     this.lagWindow.sum += lag;
     this.lagWindow.n++;
     if (result.ok && !device.grouped && this.options.group !== undefined && this.options.shared) {
