@@ -138,7 +138,7 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       }
       if (TRACE) appendFileSync(TRACE, `WALL ${JSON.stringify([...wall].sort((a, b) => b[1] - a[1]).slice(0, 8))}\n`);
       report('boundary sweep', stats);
-    });
+    }, 180_000);
     it(`never answers 5xx, always {code, message} on 4xx, never writes on a refusal (${db === 'sqlite' ? FUZZ_RUNS : FUZZ_RUNS_PG} cases)`, async () => {
       const { live, stats, check } = checker();
       await fc.assert(
@@ -148,6 +148,6 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       report('random cases', stats);
       const unreached = routes.map((r) => `${r.side} ${r.method} ${r.path}`).filter((k) => !stats.routes.has(k));
       if (db === 'sqlite') expect(unreached, 'routes the random cases never reached').toEqual([]);
-    });
+    }, 180_000);
   });
 }

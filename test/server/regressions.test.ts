@@ -161,6 +161,25 @@ describe('regressions on sqlite', () => {
     expect((await api('POST', '/api/v1/namespaces', { name: 'half-made' })).status).toBe(409);
   });
 
+  it('answers an unsatisfiable Range on image downloads with a JSON 416 (admin and device)', async () => {
+    const dev = new Endpoint(ts.gatewayUrl, { cert: fx.device.creds?.cert, key: fx.device.creds?.key, ca: fx.serverCa });
+    try {
+      for (const range of ['bytes=5-1', 'bytes=4096-', 'bytes=-0', 'bytes=99999999999999999999-']) {
+        for (const [ep, path, headers] of [
+          [admin, `/api/v1/user_repo/targets/${fx.image.filename}`, auth()],
+          [dev, `/repo/targets/${fx.image.filename}`, {}],
+        ] as const) {
+          const res = await ep.call({ method: 'GET', path, headers: { ...headers, range } });
+          expect(res.status, `${path} ${range}`).toBe(416);
+          expect(res.headers['content-range']).toBe(`bytes */${fx.image.length}`);
+          expect(json(res)).toMatchObject({ code: 'range_not_satisfiable' });
+        }
+      }
+    } finally {
+      dev.close();
+    }
+  });
+
   it('creates no device when the public key of a credentials request is refused', async () => {
     const before = await dbState(ts);
     const res = await admin.call({

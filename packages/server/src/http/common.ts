@@ -188,10 +188,14 @@ export function sendRanged(
       ? ({ status: 200, start: 0, end: -1 } as RangeResult)
       : parseRange(typeof ifRange === 'string' && etag && ifRange !== `"${etag}"` ? undefined : rangeHeader, size);
   if (r.status === 416)
-    return reply
-      .code(416)
-      .header('content-range', `bytes */${size}`)
-      .send({ code: 'range_not_satisfiable', message: `the file has ${size} bytes` });
+    return (
+      reply
+        .code(416)
+        .header('content-range', `bytes */${size}`)
+        // JSON, not the image's octet-stream type set above (Fastify refuses to send an object as octet-stream: a 500).
+        .header('content-type', 'application/json')
+        .send({ code: 'range_not_satisfiable', message: `the file has ${size} bytes` })
+    );
   const length = r.end - r.start + 1;
   reply.header('content-length', String(Math.max(0, length)));
   if (r.status === 206) reply.code(206).header('content-range', `bytes ${r.start}-${r.end}/${size}`);
