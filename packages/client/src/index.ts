@@ -16,3 +16,6 @@ export { Secondary, type SecondaryOptions } from './secondary/secondary.js';
 export { loadSecondaryConfig, parseSecondaryConfigText, type SecondaryConfig } from './secondary/config.js';
 export { IpSecondary, openIpSecondaries, identityFromInfo } from './secondary/ip-secondary.js';
 export { EcuError } from './primary/ecu.js';
+export { runSimulator, deviceIds } from './sim/fleet.js';
+export type { SimOptions } from './sim/options.js';
+export type { SimSummary } from './sim/stats.js';

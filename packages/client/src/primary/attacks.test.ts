@@ -229,6 +229,23 @@ describe('the Primary rejects', () => {
     });
   });
 
+  describe('a repository re-signing between two requests (not an attack)', () => {
+    it('fetches once more and installs without reporting an attack', async () => {
+      const ctx = await prepared();
+      await ctx.mock.assign(ctx.dev, 'fw-2.bin');
+      // Once: the snapshot served is not the one the timestamp just listed, as when the server re-signs in between.
+      const race = ctx.mock.tamper({ path: '/repo/snapshot.json', body: ctx.mock.image.snapshot.history.at(-2) as Uint8Array, times: 1 });
+      const r = await ctx.primary.cycle();
+      expect(race.hits).toBe(1);
+      expect(r.ok).toBe(true);
+      expect(r.installed).toEqual(['fw-2.bin']);
+      await ctx.primary.cycle();
+      const manifest = ctx.mock.lastManifest(ctx.dev);
+      expect(manifest).toBeDefined();
+      expect([...(manifest?.reports.values() ?? [])].every((rep) => rep.attacks.length === 0)).toBe(true);
+    });
+  });
+
   describe('arbitrary software', () => {
     it('a timestamp signed by a key the root does not list', async () => {
       const ctx = await prepared();

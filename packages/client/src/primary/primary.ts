@@ -570,22 +570,38 @@ export class Primary {
       requireVehicleIdWhenEmpty: this.config.trust.requireVehicleId,
     };
     try {
-      director = await this.openRepository('director', id, now);
-      const image = await this.openRepository('image', id, now);
-      const dir = director;
-      const verified = await fullVerification({
-        director: dir,
-        directorSource: new HttpRepositorySource(id.http, id.endpoints.director),
-        image,
-        imageSource: new HttpRepositorySource(id.http, id.endpoints.repo, this.config.server.delegationsPath),
-        vehicle,
-        installed: new Map(this.ecus.flatMap((e) => (e.installedImage() ? [[e.serial, e.installedImage() as InstalledImage] as const] : []))),
-        previousReleaseCounters: new Map(Object.entries(this.store.state.releaseCounters)),
-        hooks: {
-          director: { onRoot: (b, v) => this.store.writeRoot('director', b, v), onDiscard: () => this.store.writeMetadata('director', dir.state()) },
-          image: { onRoot: (b, v) => this.store.writeRoot('image', b, v), onDiscard: () => this.store.writeMetadata('image', image.state()) },
-        },
-      });
+      // A repository that re-signs between our timestamp and snapshot (or targets) requests looks exactly
+      // like mix-and-match; one immediate retry with a fresh timestamp tells such a race from an attack,
+      // which would show again (and is then reported).
+      const verifyOnce = async () => {
+        const dir = await this.openRepository('director', id, now);
+        director = dir;
+        const img = await this.openRepository('image', id, now);
+        const result = await fullVerification({
+          director: dir,
+          directorSource: new HttpRepositorySource(id.http, id.endpoints.director),
+          image: img,
+          imageSource: new HttpRepositorySource(id.http, id.endpoints.repo, this.config.server.delegationsPath),
+          vehicle,
+          installed: new Map(this.ecus.flatMap((e) => (e.installedImage() ? [[e.serial, e.installedImage() as InstalledImage] as const] : []))),
+          previousReleaseCounters: new Map(Object.entries(this.store.state.releaseCounters)),
+          hooks: {
+            director: { onRoot: (b, v) => this.store.writeRoot('director', b, v), onDiscard: () => this.store.writeMetadata('director', dir.state()) },
+            image: { onRoot: (b, v) => this.store.writeRoot('image', b, v), onDiscard: () => this.store.writeMetadata('image', img.state()) },
+          },
+        });
+        return { verified: result, dir, img };
+      };
+      let attempt: Awaited<ReturnType<typeof verifyOnce>>;
+      try {
+        attempt = await verifyOnce();
+      } catch (err) {
+        if (!mayBeResigningRace(err)) throw err;
+        this.log.info('metadata changed while it was fetched; fetching it again once', { code: (err as UptaneError).code, role: (err as UptaneError).role });
+        attempt = await verifyOnce();
+      }
+      const { verified, img: image } = attempt;
+      director = attempt.dir;
       updates = verified.updates.length;
       if (updates > 0) this.log.info('updates found', { count: updates, targets: verified.updates.map((u) => u.name).join(',') });
       else this.log.debug('nothing new to install');
@@ -830,4 +846,15 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * Whether a failure could be a repository re-signing between two of our
+ * requests: the snapshot or a targets file no longer matching (or longer than)
+ * what the timestamp or snapshot fetched a moment before said.
+ */
+function mayBeResigningRace(err: unknown): boolean {
+  if (!(err instanceof UptaneError)) return false;
+  if (err.code !== 'MIX_AND_MATCH' && err.code !== 'ENDLESS_DATA') return false;
+  return err.role !== undefined && err.role !== 'root' && err.role !== 'timestamp';
 }
