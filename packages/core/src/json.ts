@@ -46,13 +46,36 @@ export function parseJson(input: Uint8Array | string, options: ParseOptions = {}
   return parser.parseDocument();
 }
 
+/**
+ * Parses a strict JSON object and also returns the exact source text of one
+ * of its top-level members' values (e.g. `signed`), so that signatures can be
+ * checked over the bytes received when they are already canonical.
+ */
+export function parseJsonWithMember(
+  input: Uint8Array | string,
+  member: string,
+  options: ParseOptions = {},
+): { value: JsonValue; memberText: string | undefined } {
+  const text = typeof input === 'string' ? input : decodeUtf8(input);
+  const parser = new Parser(text, options.maxDepth ?? 64, options.integersOnly ?? true, member);
+  const value = parser.parseDocument();
+  return { value, memberText: parser.capturedText() };
+}
+
 class Parser {
   private pos = 0;
+  private captured: [number, number] | undefined;
   constructor(
     private readonly s: string,
     private readonly maxDepth: number,
     private readonly integersOnly: boolean,
+    /** A top-level member whose value's source span is recorded. */
+    private readonly captureKey?: string,
   ) {}
+
+  capturedText(): string | undefined {
+    return this.captured ? this.s.slice(this.captured[0], this.captured[1]) : undefined;
+  }
 
   parseDocument(): JsonValue {
     this.skipWs();
@@ -124,7 +147,9 @@ class Parser {
       if (this.s.charCodeAt(this.pos) !== 0x3a) this.fail('expected ":"');
       this.pos++;
       this.skipWs();
+      const start = this.pos;
       const value = this.parseValue(depth);
+      if (depth === 1 && key === this.captureKey) this.captured = [start, this.pos];
       if (key === '__proto__') {
         // A plain assignment would replace the prototype; define an own property instead.
         Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });

@@ -11,7 +11,7 @@
  * was received; the model is built from that same object.
  */
 import { FormatError, SignatureError } from '../errors.js';
-import { canonicalize, cloneStrictJson, parseJson, serializeJson, type JsonObject, type JsonValue } from '../json.js';
+import { canonicalize, cloneStrictJson, parseJsonWithMember, serializeJson, type JsonObject, type JsonValue } from '../json.js';
 import { fromBase64, fromHex, toBase64, toHex } from '../encoding.js';
 import { parseExpires } from '../time.js';
 import type { Dialect, PublicKey } from '../crypto/keys.js';
@@ -201,14 +201,23 @@ export function verifyThreshold(
 }
 
 /** Reads bytes or text as strict JSON and returns the envelope's parts. */
-export function parseEnvelope(input: Uint8Array | string | JsonValue): { signed: JsonObject; signatures: JsonValue } {
-  // An in-memory value is copied (and checked to be JSON) so the caller cannot change what was verified afterwards.
-  const doc = typeof input === 'string' || input instanceof Uint8Array ? parseJson(input) : cloneStrictJson(input);
+export function parseEnvelope(input: Uint8Array | string | JsonValue): { signed: JsonObject; signatures: JsonValue; receivedSigned?: Uint8Array } {
+  let doc: JsonValue;
+  let signedText: string | undefined;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    const parsed = parseJsonWithMember(input, 'signed');
+    doc = parsed.value;
+    signedText = parsed.memberText;
+  } else {
+    // An in-memory value is copied (and checked to be JSON) so the caller cannot change what was verified afterwards.
+    doc = cloneStrictJson(input);
+  }
   const env = expectObject(doc, 'metadata');
   for (const k of Object.keys(env)) {
     if (k !== 'signed' && k !== 'signatures') throw new FormatError(`unexpected top-level field ${JSON.stringify(k)}`, { path: k });
   }
-  return { signed: expectObject(env['signed'], 'signed'), signatures: env['signatures'] ?? null };
+  const out = { signed: expectObject(env['signed'], 'signed'), signatures: env['signatures'] ?? null };
+  return signedText === undefined ? out : { ...out, receivedSigned: Buffer.from(signedText, 'utf8') };
 }
 
 /**
@@ -225,6 +234,13 @@ export class Metadata<T extends Signed> {
     readonly dialect: Dialect,
     /** The `signed` object exactly as parsed (absent for metadata built in memory). */
     private readonly signedJson?: JsonObject,
+    /**
+     * The bytes of `signed` exactly as received. Repositories serve canonical
+     * JSON, so these usually are the signed bytes already; checking them first
+     * avoids re-serializing a large payload. They parse to `signedJson` (same
+     * strict parser), so a signature over them covers exactly what the model holds.
+     */
+    private readonly receivedSigned?: Uint8Array,
   ) {}
 
   /** Canonical bytes of the payload: what signatures cover. */
@@ -252,7 +268,16 @@ export class Metadata<T extends Signed> {
 
   /** Checks a threshold of the given keys signed this payload. */
   verify(keys: ReadonlyMap<string, PublicKey>, role: RoleKeys, ctx: VerifyContext = {}): number {
-    return verifyThreshold(this.signedBytes(), this.signatures, keys, role, { role: this.signed.type, ...ctx });
+    const context = { role: this.signed.type, ...ctx };
+    if (this.receivedSigned !== undefined && this.signedBytesCache === undefined) {
+      try {
+        return verifyThreshold(this.receivedSigned, this.signatures, keys, role, context);
+      } catch (err) {
+        // Not canonical as received (or not signed at all): check over the canonical form, as the Standard says.
+        if (!(err instanceof SignatureError)) throw err;
+      }
+    }
+    return verifyThreshold(this.signedBytes(), this.signatures, keys, role, context);
   }
 
   /** Adds signatures by each signer (replacing earlier signatures by the same key id). */

@@ -158,8 +158,8 @@ export class Root extends Signed {
 }
 
 export function parseRoot(input: Uint8Array | string | JsonValue, dialect: Dialect): Metadata<Root> {
-  const { signed, signatures } = parseEnvelope(input);
-  return new Metadata(Root.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed);
+  const { signed, signatures, receivedSigned } = parseEnvelope(input);
+  return new Metadata(Root.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed, receivedSigned);
 }
 
 /** Builds a Root from signers per role (threshold 1 unless given). */

@@ -169,11 +169,11 @@ export class Timestamp extends Signed {
 }
 
 export function parseSnapshot(input: Uint8Array | string | JsonValue, dialect: Dialect): Metadata<Snapshot> {
-  const { signed, signatures } = parseEnvelope(input);
-  return new Metadata(Snapshot.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed);
+  const { signed, signatures, receivedSigned } = parseEnvelope(input);
+  return new Metadata(Snapshot.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed, receivedSigned);
 }
 
 export function parseTimestamp(input: Uint8Array | string | JsonValue, dialect: Dialect): Metadata<Timestamp> {
-  const { signed, signatures } = parseEnvelope(input);
-  return new Metadata(Timestamp.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed);
+  const { signed, signatures, receivedSigned } = parseEnvelope(input);
+  return new Metadata(Timestamp.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed, receivedSigned);
 }

@@ -494,6 +494,6 @@ export class Targets extends Signed {
 }
 
 export function parseTargets(input: Uint8Array | string | JsonValue, dialect: Dialect): Metadata<Targets> {
-  const { signed, signatures } = parseEnvelope(input);
-  return new Metadata(Targets.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed);
+  const { signed, signatures, receivedSigned } = parseEnvelope(input);
+  return new Metadata(Targets.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed, receivedSigned);
 }
