@@ -310,10 +310,12 @@ export class Director {
 
   private async applyManifest(store: Store, namespace: string, deviceId: string, m: VehicleManifest): Promise<void> {
     const now = this.clock().getTime();
-    const device = await store.getDevice(namespace, deviceId, true);
-    if (!device) throw new ManifestRefused(404, 'device_not_found', `device ${deviceId} is not registered`, false);
-    const ecus = await store.listEcus(namespace, deviceId);
-    if (ecus.length === 0) throw new ManifestRefused(409, 'ecus_not_registered', 'register the ECUs (POST /director/ecus) before sending a manifest', false);
+    // Locking the device's ECU rows serializes manifests of one device (counters are checked, then raised).
+    const ecus = await store.lockEcus(namespace, deviceId);
+    if (ecus.length === 0) {
+      if (!(await store.getDevice(namespace, deviceId))) throw new ManifestRefused(404, 'device_not_found', `device ${deviceId} is not registered`, false);
+      throw new ManifestRefused(409, 'ecus_not_registered', 'register the ECUs (POST /director/ecus) before sending a manifest', false);
+    }
     const bySerial = new Map(ecus.map((e) => [e.serial, e]));
     const primary = ecus.find((e) => e.is_primary === 1) as EcuRow;
     if (m.primaryEcuSerial !== primary.serial) {
@@ -399,22 +401,32 @@ export class Director {
     }
     if (!fresh.has(primary.serial)) {
       // The whole manifest was seen already: acknowledge it again, change nothing.
-      await store.updateDevice(namespace, deviceId, { last_seen_at: now });
+      await this.markSeen(store, namespace, deviceId, now);
       return;
     }
-    // Apply: installed images, counters, reported attacks.
+    // Apply: installed images, counters (one statement for every ECU), reported attacks.
+    await store.updateEcuReports(
+      namespace,
+      deviceId,
+      [...m.reports].flatMap(([serial, report]) =>
+        fresh.has(serial)
+          ? [
+              {
+                serial,
+                report_counter: report.counter ?? null,
+                last_nonce: report.nonce === undefined ? null : nonceKey(report.nonce),
+                last_report_sha256: digests.get(serial) ?? null,
+                installed_filename: report.installedImage.filename,
+                installed_length: report.installedImage.length,
+                installed_hashes_json: JSON.stringify(report.installedImage.hashes),
+                installed_at: now,
+              },
+            ]
+          : [],
+      ),
+    );
     for (const [serial, report] of m.reports) {
       if (!fresh.has(serial)) continue;
-      const img = report.installedImage;
-      await store.updateEcu(namespace, deviceId, serial, {
-        report_counter: report.counter ?? null,
-        last_nonce: report.nonce === undefined ? null : nonceKey(report.nonce),
-        last_report_sha256: digests.get(serial) ?? null,
-        installed_filename: img.filename,
-        installed_length: img.length,
-        installed_hashes_json: JSON.stringify(img.hashes),
-        installed_at: now,
-      });
       // Recorded, but not without bound: a compromised ECU must not fill the database, one manifest at a time.
       const attacks =
         report.attacks.length > MAX_ATTACKS_PER_REPORT
@@ -479,12 +491,24 @@ export class Director {
       }
     }
     if (changed) await store.markOutdated(namespace, REPO, deviceId);
-    await store.updateDevice(namespace, deviceId, { last_seen_at: now, activated_at: device.activated_at ?? now });
+    await this.markSeen(store, namespace, deviceId, now);
   }
 
   private reportsAssignedImage(img: { filename: string; hashes: Readonly<Record<string, string>>; length: number }, a: AssignmentRow): boolean {
     const want = (JSON.parse(a.hashes_json) as Record<string, string>)['sha256'];
     return img.filename === a.filename && want !== undefined && (img.hashes['sha256'] ?? '').toLowerCase() === want.toLowerCase();
+  }
+
+  private readonly seenWritten = new Map<string, number>();
+
+  /** last_seen (and activated_at the first time), written at most once a minute per device and instance. */
+  private async markSeen(store: Store, namespace: string, deviceId: string, now: number): Promise<void> {
+    const key = `${namespace}\u0000${deviceId}`;
+    const last = this.seenWritten.get(key);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.seenWritten.size > 100_000) this.seenWritten.clear();
+    this.seenWritten.set(key, now);
+    await store.markSeen(namespace, deviceId, now, now - 60_000);
   }
 
   private keyOf(ecu: EcuRow): PublicKey {

@@ -510,6 +510,50 @@ export class Store {
     return this.db.selectFrom('ecus').selectAll().where('namespace', '=', namespace).where('device_id', 'in', deviceIds).execute();
   }
 
+  /** A device's ECUs, locked until the transaction ends (PostgreSQL); SQLite transactions are serialized already. */
+  async lockEcus(namespace: string, deviceId: string): Promise<EcuRow[]> {
+    const q = this.db
+      .selectFrom('ecus')
+      .selectAll()
+      .where('namespace', '=', namespace)
+      .where('device_id', '=', deviceId)
+      .orderBy('is_primary', 'desc')
+      .orderBy('serial');
+    return this.forUpdate(q, true).execute();
+  }
+
+  /** What a manifest reports for several ECUs of a device, in one statement on PostgreSQL. */
+  async updateEcuReports(
+    namespace: string,
+    deviceId: string,
+    rows: ReadonlyArray<{
+      serial: string;
+      report_counter: number | null;
+      last_nonce: string | null;
+      last_report_sha256: string | null;
+      installed_filename: string;
+      installed_length: number;
+      installed_hashes_json: string;
+      installed_at: number;
+    }>,
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    if (this.dialect !== 'postgres' || rows.length === 1) {
+      for (const { serial, ...set } of rows) await this.updateEcu(namespace, deviceId, serial, set);
+      return;
+    }
+    const values = sql.join(
+      rows.map(
+        (r) =>
+          sql`(${r.serial}, ${r.report_counter}::bigint, ${r.last_nonce}::varchar, ${r.last_report_sha256}::varchar, ${r.installed_filename}::varchar, ${r.installed_length}::bigint, ${r.installed_hashes_json}::text, ${r.installed_at}::bigint)`,
+      ),
+    );
+    await sql`update ecus as e set report_counter = v.rc, last_nonce = v.nonce, last_report_sha256 = v.digest, installed_filename = v.fname,
+        installed_length = v.flen, installed_hashes_json = v.fhashes, installed_at = v.fat
+      from (values ${values}) as v(serial, rc, nonce, digest, fname, flen, fhashes, fat)
+      where e.namespace = ${namespace} and e.device_id = ${deviceId} and e.serial = v.serial`.execute(this.db);
+  }
+
   async deleteEcus(namespace: string, deviceId: string): Promise<void> {
     await this.db.deleteFrom('ecus').where('namespace', '=', namespace).where('device_id', '=', deviceId).execute();
   }
