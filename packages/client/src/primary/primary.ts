@@ -60,7 +60,7 @@ import { openIpSecondaries, type IpSecondaries } from '../secondary/ip-secondary
 import { EcuError, PrimaryEcu, type Ecu, type ImageDelivery, type MetadataBundle, type RepositoryMetadata } from './ecu.js';
 import { ecuEvent, EventQueue } from './events.js';
 import { silentLogger, type Logger } from './log.js';
-import { commonName, errorCode, provisionWithSharedCredentials, readCredentialsZip } from './provision.js';
+import { commonName, errorCode } from './identity.js';
 import { HttpRepositorySource, imageUrl } from './source.js';
 
 /** aktualizr's cap on responses to POST and PUT. */
@@ -291,6 +291,8 @@ export class Primary {
     if (config.tls?.cert && config.tls.key) {
       credentials = { cert: await readPem(config.tls.cert, 'device certificate'), key: await readPem(config.tls.key, 'device key'), ca: extraCa ?? '' };
     } else if (config.provision) {
+      // Loaded only here: shared-credential provisioning is the only user of node-forge and yauzl.
+      const { readCredentialsZip, provisionWithSharedCredentials } = await import('./provision.js');
       if (config.server.gateway === undefined) gatewayFromZip = (await readCredentialsZip(config.provision.credentials)).gatewayUrl;
       credentials = await this.store.readCredentials();
       if (!credentials) {

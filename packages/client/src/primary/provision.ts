@@ -11,6 +11,9 @@ import { createPrivateKey, randomUUID, X509Certificate, type KeyObject } from 'n
 import { readFile } from 'node:fs/promises';
 import forge from 'node-forge';
 import yauzl from 'yauzl';
+import { commonName, errorCode } from './identity.js';
+
+export { commonName, errorCode };
 import { canonicalize } from '@uptide/core';
 import { HttpClient, type HttpClientOptions } from '../http/client.js';
 import type { DeviceCredentials, StateStore } from '../state/store.js';
@@ -131,13 +134,6 @@ export function parsePkcs12(der: Uint8Array, password: string): ParsedPkcs12 {
   return { key, cert, others: certs.filter((c) => c !== cert) };
 }
 
-/** The subject CN of a certificate (the device id on OTA CE and on our gateway). */
-export function commonName(cert: X509Certificate | string): string | undefined {
-  const x = typeof cert === 'string' ? new X509Certificate(cert) : cert;
-  for (const line of x.subject.split('\n')) if (line.startsWith('CN=')) return line.slice(3);
-  return undefined;
-}
-
 export function credentialsFromPkcs12(p: ParsedPkcs12): DeviceCredentials {
   if (p.others.length === 0) {
     // aktualizr refuses these too ("Failed to configure HTTP client with device credentials").
@@ -208,15 +204,4 @@ export async function provisionWithSharedCredentials(
   } finally {
     client.close();
   }
-}
-
-/** The `code` of a JSON error body, if it is one. */
-export function errorCode(body: Uint8Array): string | undefined {
-  try {
-    const v = JSON.parse(Buffer.from(body).toString('utf8')) as unknown;
-    if (v && typeof v === 'object' && typeof (v as { code?: unknown }).code === 'string') return (v as { code: string }).code;
-  } catch {
-    // Not JSON.
-  }
-  return undefined;
 }
