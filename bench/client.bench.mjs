@@ -388,7 +388,11 @@ async function sectionB() {
       });
     }
 
-    const child = fork(join(ROOT_DIR, 'bench/client-cycle.mjs'), [], { cwd: dir, execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(ROOT_DIR, 'bench/client-cycle.mjs'), [], {
+      cwd: dir,
+      execArgv: ['--expose-gc', '--max-semi-space-size=2'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     try {
       let r = await ask(child, { cmd: 'open', config: join(dir, 'uptide-device.toml') });
       if (!r.ok) throw new Error(JSON.stringify(r));
