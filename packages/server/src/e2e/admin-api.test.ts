@@ -382,6 +382,10 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       const files = await unzip(zip.raw);
       expect([...files.keys()]).toEqual(expect.arrayContaining(['autoprov_credentials.p12', 'autoprov.url', 'server_ca.pem', 'root.json', 'tufrepo.url']));
       expect(files.get('autoprov.url')?.toString().trim()).toBe(ts.gatewayUrl);
+      // The fleet route revokes bootstrap certificates only, never a device's.
+      const devCert = (await ts.api<Array<{ serial: string }>>('GET', '/api/v1/devices/dev-9/credentials')).body[0]?.serial as string;
+      expect((await ts.api('DELETE', `/api/v1/provisioning/credentials/${devCert}`)).status).toBe(404);
+      expect((await ts.api<Array<{ revokedAt: string | null }>>('GET', '/api/v1/devices/dev-9/credentials')).body[0]?.revokedAt).toBeNull();
       const info = await ts.api<{ imageRoot: unknown; directorRoot: unknown }>('GET', '/api/v1/provisioning/info');
       expect(info.body.imageRoot).toBeTruthy();
       expect(info.body.directorRoot).toBeTruthy();

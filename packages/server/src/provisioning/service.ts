@@ -308,9 +308,11 @@ export class Provisioning {
     };
   }
 
+  /** Revokes a certificate: a device's (give its id) or a fleet bootstrap certificate (give no device). */
   async revoke(namespace: string, serial: string, deviceId?: string): Promise<void> {
     const c = await this.storage.store.getCredential(namespace, serial.toLowerCase());
-    if (!c || (deviceId !== undefined && c.device_id !== deviceId)) throw notFound('credential_not_found', `no certificate with serial ${serial}`);
+    const matches = c !== undefined && (deviceId === undefined ? c.kind === 'bootstrap' : c.kind === 'device' && c.device_id === deviceId);
+    if (!c || !matches) throw notFound('credential_not_found', `no ${deviceId === undefined ? 'bootstrap' : 'device'} certificate with serial ${serial}`);
     await this.storage.store.revokeCredential(namespace, c.serial, this.clock().getTime());
     this.forgetIdentities();
   }
