@@ -23,6 +23,7 @@ import {
 import type { Storage, Store, EcuRow, AssignmentRow } from '../storage/store.js';
 import type { TufRepos } from '../keys/tuf-repo.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors.js';
+import { hasNul } from '../text.js';
 
 const REPO = 'director' as const;
 
@@ -283,7 +284,10 @@ export class Director {
     let manifest: VehicleManifest;
     try {
       manifest = parseVehicleManifest(body);
+      // The manifest route keeps the raw bytes (no generic JSON parse), so the NUL rule of JSON bodies is applied here.
+      if (hasNul(manifest.document.signed)) throw new ManifestRefused(400, 'invalid_manifest', 'the manifest holds a NUL character', false);
     } catch (err) {
+      if (err instanceof ManifestRefused) throw err;
       if (err instanceof UptaneError) throw new ManifestRefused(400, 'invalid_manifest', err.message, false);
       throw err;
     }

@@ -84,17 +84,25 @@ export async function gatewayRoutes(app: FastifyInstance, services: Services, op
     return reply.code(outcome === 'created' ? 201 : 200).send({ outcome });
   });
 
-  app.put(`${prefix}/director/manifest`, small, async (request, reply) => {
-    const d = requireDevice(request);
-    if (!request.rawBody) throw badRequest('missing_body', 'send the signed vehicle manifest as application/json');
-    try {
-      await director.processManifest(d.namespace, d.deviceId, request.rawBody);
-    } catch (err) {
-      metrics.inc('uptide_manifests_total', { result: 'refused' });
-      throw err;
-    }
-    metrics.inc('uptide_manifests_total', { result: 'accepted' });
-    return reply.code(200).send({});
+  // The Director parses the manifest itself, strictly, from the bytes: a scope whose JSON parser only keeps them.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(/^application\/(?:[\w.+-]+\+)?json$/, { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+      request.rawBody = body;
+      done(null, undefined);
+    });
+    scope.put(`${prefix}/director/manifest`, small, async (request, reply) => {
+      const d = requireDevice(request);
+      if (!request.rawBody || request.rawBody.length === 0) throw badRequest('missing_body', 'send the signed vehicle manifest as application/json');
+      try {
+        await director.processManifest(d.namespace, d.deviceId, request.rawBody);
+      } catch (err) {
+        metrics.inc('uptide_manifests_total', { result: 'refused' });
+        throw err;
+      }
+      metrics.inc('uptide_manifests_total', { result: 'accepted' });
+      return reply.code(200).send({});
+    });
   });
 
   // --- Director metadata (per device) -------------------------------------------------------

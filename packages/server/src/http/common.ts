@@ -9,6 +9,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { JsonError } from '@uptide/core';
 import { parseJson } from '@uptide/core';
 import { toHttpError } from '../errors.js';
+import { hasNul } from '../text.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -45,13 +46,7 @@ export function strictJsonBodies(app: FastifyInstance): void {
   });
 }
 
-/** Whether a parsed JSON value has U+0000 in a key or a string: PostgreSQL cannot store it, and no Uptane field needs it. */
-export function hasNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some(hasNul);
-  if (value && typeof value === 'object') return Object.entries(value).some(([k, v]) => k.includes('\u0000') || hasNul(v));
-  return false;
-}
+export { hasNul };
 
 /**
  * Refuses a URL whose path or query decodes to a NUL character (`%00`):
