@@ -8,7 +8,7 @@
 // Usage: npm run demo [-- --devices N] [-- --keep] [-- --timeout S]
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, appendFileSync, rmSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +42,17 @@ function freePort() {
       const { port } = s.address();
       s.close(() => res(port));
     });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((res) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      res(true);
+    });
+    sock.once('error', () => res(false));
   });
 }
 
@@ -124,6 +135,7 @@ async function main() {
     ].join('\n'),
   );
   start('secondary', bin.secondary, ['--config', join(sec, 'uptide-secondary.toml')]);
+  await waitFor('the Secondary to listen', () => canConnect(secondaryPort), 30_000);
   const deviceConfig = join(dir, 'demo-car/uptide-device.toml');
   const toml = readFileSync(deviceConfig, 'utf8').replace(/poll_interval = \d+/, 'poll_interval = 2');
   writeFileSync(deviceConfig, `${toml}\n[[secondaries]]\naddress = "127.0.0.1:${secondaryPort}"\nverification = "full"\n`);
@@ -164,6 +176,8 @@ async function main() {
     const seen = (Array.isArray(list) ? list : list.values).filter((d) => d.lastSeen !== null);
     return seen.length >= expected;
   });
+  // The device registers its Secondary once it has reached it; an update launched before would skip that ECU.
+  await waitFor('demo-car to register its Secondary', async () => (await uptideJson('devices', 'show', 'demo-car')).ecus.length === 2);
   await uptide('groups', 'add', 'demo-fleet', 'demo-car');
   step(`${expected} devices online; demo-car joins the group demo-fleet`);
 
