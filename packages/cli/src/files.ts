@@ -7,7 +7,7 @@
 import { createReadStream, statSync } from 'node:fs';
 import { Transform } from 'node:stream';
 import { extname, basename } from 'node:path';
-import { MultiHasher, isNfc } from '@uptide/core';
+import { MultiHasher, isNfc, isPublishableTargetName } from '@uptide/core';
 import { filenamePath, type AdminApi } from './api.js';
 import { CliError, UsageError, type CliIo } from './io.js';
 import { ProgressBar } from './progress.js';
@@ -97,13 +97,7 @@ export function defaultFilename(file: string, name: string, version: string): st
 
 /** The server's rule for target filenames (uptane-standard.md §5.2.7; attack A17). */
 export function checkTargetFilename(filename: string): void {
-  const ok =
-    filename.length > 0 &&
-    filename.length <= 254 &&
-    /^[A-Za-z0-9._~+@=:,-][A-Za-z0-9._~+@=:,/-]*$/.test(filename) &&
-    isNfc(filename) &&
-    !filename.split('/').some((seg) => seg === '' || seg === '.' || seg === '..');
-  if (!ok) {
+  if (!isPublishableTargetName(filename)) {
     throw new UsageError(
       `invalid target filename ${JSON.stringify(filename.slice(0, 80))}`,
       'use 1-254 characters of A-Z a-z 0-9 . _ ~ + @ = : , - and /, with no empty, "." or ".." segment (or give --filename)',

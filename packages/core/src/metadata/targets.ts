@@ -497,3 +497,18 @@ export function parseTargets(input: Uint8Array | string | JsonValue, dialect: Di
   const { signed, signatures, receivedSigned } = parseEnvelope(input);
   return new Metadata(Targets.fromJSON(signed, dialect), parseSignatures(signatures, dialect), dialect, signed, receivedSigned);
 }
+
+/**
+ * The rule for names a repository publishes (uptane-standard.md §5.2.7 rule 3, A17): 1-254 characters of
+ * A-Z a-z 0-9 . _ ~ + @ = : , - and /, in NFC, with no empty, "." or ".." segment and not absolute. The
+ * server refuses other names on upload and the CLI before sending; clients accept a wider set (checkTargetName).
+ */
+export function isPublishableTargetName(name: string): boolean {
+  return (
+    name.length > 0 &&
+    name.length <= 254 &&
+    /^[A-Za-z0-9._~+@=:,-][A-Za-z0-9._~+@=:,/-]*$/.test(name) &&
+    isNfc(name) &&
+    !name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')
+  );
+}

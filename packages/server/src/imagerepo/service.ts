@@ -23,6 +23,7 @@ import {
   parseJson,
   RollbackError,
   isNfc,
+  isPublishableTargetName,
   type Dialect,
   type JsonObject,
   type Root,
@@ -61,13 +62,7 @@ export interface ServedFile {
  * (uptane-standard.md §5.2.7 rule 3; A17).
  */
 export function checkTargetFilename(filename: string): void {
-  const ok =
-    filename.length > 0 &&
-    filename.length <= 254 &&
-    /^[A-Za-z0-9._~+@=:,-][A-Za-z0-9._~+@=:,/-]*$/.test(filename) &&
-    isNfc(filename) &&
-    !filename.split('/').some((seg) => seg === '' || seg === '.' || seg === '..');
-  if (!ok) {
+  if (!isPublishableTargetName(filename)) {
     throw badRequest(
       'invalid_filename',
       `invalid target filename ${JSON.stringify(filename.slice(0, 80))}: use 1-254 characters of A-Z a-z 0-9 . _ ~ + @ = : , - and /, with no empty, "." or ".." segment`,
