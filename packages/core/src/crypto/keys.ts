@@ -217,6 +217,34 @@ export class PublicKey {
     }
   }
 
+  /**
+   * The same check as `verify`, run in libuv's thread pool (Node's callback
+   * form of crypto.verify), so that a server can check many signatures while
+   * its event loop keeps serving requests.
+   */
+  verifyAsync(data: Uint8Array, signature: Uint8Array, method?: string): Promise<boolean> {
+    if (method !== undefined && !methodFits(this.algorithm, method)) return Promise.resolve(false);
+    const key = this.keyObject();
+    return new Promise((resolve) => {
+      const done = (err: Error | null, ok: boolean) => resolve(err === null && ok);
+      try {
+        switch (this.algorithm) {
+          case 'ed25519':
+            cryptoVerify(null, data, key, signature, done);
+            return;
+          case 'rsa':
+            cryptoVerify('sha256', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, signature, done);
+            return;
+          case 'ecdsa-p256':
+            cryptoVerify('sha256', data, { key, dsaEncoding: 'der' }, signature, done);
+            return;
+        }
+      } catch {
+        resolve(false);
+      }
+    });
+  }
+
   equals(other: PublicKey): boolean {
     return this.spki().equals(other.spki());
   }

@@ -82,6 +82,21 @@ export function verifySignedDocument(doc: SignedDocument, key: PublicKey, canoni
   return false;
 }
 
+/** verifySignedDocument with the signature checks in libuv's thread pool (for servers). */
+export async function verifySignedDocumentAsync(doc: SignedDocument, key: PublicKey, canonicalSigned?: Uint8Array): Promise<boolean> {
+  const data = canonicalSigned ?? canonicalize(doc.signed, 'uptane');
+  for (const s of doc.signatures) {
+    let sig: Uint8Array;
+    try {
+      sig = fromBase64(s.sig);
+    } catch {
+      continue;
+    }
+    if (await key.verifyAsync(data, sig, s.method)) return true;
+  }
+  return false;
+}
+
 // --- ECU version report -------------------------------------------------------------
 
 export interface EcuVersionReportInput {

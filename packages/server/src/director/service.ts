@@ -15,7 +15,7 @@ import {
   UptaneError,
   canonicalize,
   parseVehicleManifest,
-  verifySignedDocument,
+  verifySignedDocumentAsync,
   type Dialect,
   type JsonObject,
   type VehicleManifest,
@@ -141,6 +141,7 @@ export class Director {
   async registerEcus(namespace: string, deviceId: string, body: unknown): Promise<RegistrationOutcome> {
     const { primary, ecus } = parseEcuRegistration(body, this.keyCache);
     const now = this.clock().getTime();
+    this.forgetInventory(namespace, deviceId);
     return this.storage.transaction(async (store) => {
       const device = await store.getDevice(namespace, deviceId, true);
       if (!device) throw notFound('device_not_found', `device ${deviceId} is not registered`);
@@ -292,7 +293,10 @@ export class Director {
       throw err;
     }
     try {
-      await this.storage.transaction((store) => this.applyManifest(store, namespace, deviceId, manifest));
+      // Signatures are checked first, outside any transaction and off the event loop (libuv's thread pool);
+      // the transaction then only checks that the keys are still those, and applies the reports.
+      const signed = await this.checkSignatures(namespace, deviceId, manifest);
+      await this.storage.transaction((store) => this.applyManifest(store, namespace, deviceId, manifest, signed));
     } catch (err) {
       if (err instanceof ManifestRefused && err.securityRelevant) {
         await this.storage.store.insertSecurityEvent({
@@ -312,14 +316,46 @@ export class Director {
     }
   }
 
-  private async applyManifest(store: Store, namespace: string, deviceId: string, m: VehicleManifest): Promise<void> {
-    const now = this.clock().getTime();
-    // Locking the device's ECU rows serializes manifests of one device (counters are checked, then raised).
-    const ecus = await store.lockEcus(namespace, deviceId);
-    if (ecus.length === 0) {
-      if (!(await store.getDevice(namespace, deviceId))) throw new ManifestRefused(404, 'device_not_found', `device ${deviceId} is not registered`, false);
-      throw new ManifestRefused(409, 'ecus_not_registered', 'register the ECUs (POST /director/ecus) before sending a manifest', false);
-    }
+  /** The inventory's ECUs of a device, or the refusal when there are none. */
+  /** Refuses a manifest of a device without ECUs, saying why. */
+  private async noInventory(store: Store, namespace: string, deviceId: string): Promise<never> {
+    if (!(await store.getDevice(namespace, deviceId))) throw new ManifestRefused(404, 'device_not_found', `device ${deviceId} is not registered`, false);
+    throw new ManifestRefused(409, 'ecus_not_registered', 'register the ECUs (POST /director/ecus) before sending a manifest', false);
+  }
+
+  /**
+   * The ECUs whose keys check a manifest's signatures, cached per device: the transaction re-reads them
+   * (locked) and refuses the manifest if they changed, so a stale entry can only cause a refusal.
+   */
+  private readonly inventoryCache = new Map<string, { ecus: EcuRow[]; at: number }>();
+
+  private async cachedInventory(namespace: string, deviceId: string): Promise<EcuRow[]> {
+    const key = `${namespace}\u0000${deviceId}`;
+    const now = Date.now();
+    const hit = this.inventoryCache.get(key);
+    if (hit && now - hit.at < 60_000) return hit.ecus;
+    const ecus = await this.storage.store.listEcus(namespace, deviceId);
+    if (ecus.length === 0) return this.noInventory(this.storage.store, namespace, deviceId);
+    if (this.inventoryCache.size > 50_000) this.inventoryCache.clear();
+    this.inventoryCache.set(key, { ecus, at: now });
+    return ecus;
+  }
+
+  private forgetInventory(namespace: string, deviceId: string): void {
+    this.inventoryCache.delete(`${namespace}\u0000${deviceId}`);
+  }
+
+  /**
+   * §5.3.2.1 step 3: the Primary's signature with the registered Primary key,
+   * each ECU's report with that ECU's key, every ECU of the inventory present.
+   * Answers the key each ECU was checked with and each report's digest.
+   */
+  private async checkSignatures(
+    namespace: string,
+    deviceId: string,
+    m: VehicleManifest,
+  ): Promise<{ keyIds: Map<string, string>; digests: Map<string, string> }> {
+    const ecus = await this.cachedInventory(namespace, deviceId);
     const bySerial = new Map(ecus.map((e) => [e.serial, e]));
     const primary = ecus.find((e) => e.is_primary === 1) as EcuRow;
     if (m.primaryEcuSerial !== primary.serial) {
@@ -333,26 +369,55 @@ export class Director {
     if (m.vehicleId !== undefined && m.vehicleId !== deviceId) {
       throw new ManifestRefused(400, 'vehicle_mismatch', `the manifest is for vehicle ${m.vehicleId}, not ${deviceId}`, true);
     }
-    // The Primary's signature, with the registered Primary key.
-    if (!verifySignedDocument(m.document, this.keyOf(primary))) {
-      throw new ManifestRefused(400, 'invalid_signature', 'the manifest is not signed by the registered key of the primary ECU', true, primary.serial);
-    }
-    // Each ECU's report, with that ECU's key; every ECU of the inventory present.
     const digests = new Map<string, string>();
+    const checks: Array<Promise<ManifestRefused | undefined>> = [
+      verifySignedDocumentAsync(m.document, this.keyOf(primary)).then((ok) =>
+        ok
+          ? undefined
+          : new ManifestRefused(400, 'invalid_signature', 'the manifest is not signed by the registered key of the primary ECU', true, primary.serial),
+      ),
+    ];
     for (const [serial, report] of m.reports) {
       const ecu = bySerial.get(serial);
       if (!ecu)
         throw new ManifestRefused(400, 'unknown_ecu', `the manifest carries a report of ECU ${serial}, which is not registered for this device`, true, serial);
       const payload = canonicalize(report.document.signed, 'uptane');
       digests.set(serial, sha256Hex(payload));
-      if (!verifySignedDocument(report.document, this.keyOf(ecu), payload)) {
-        throw new ManifestRefused(400, 'invalid_signature', `the report of ECU ${serial} is not signed by its registered key`, true, serial);
-      }
+      checks.push(
+        verifySignedDocumentAsync(report.document, this.keyOf(ecu), payload).then((ok) =>
+          ok ? undefined : new ManifestRefused(400, 'invalid_signature', `the report of ECU ${serial} is not signed by its registered key`, true, serial),
+        ),
+      );
     }
+    // All checks run at once; the first refusal in manifest order is the one reported.
+    const refusal = (await Promise.all(checks)).find((r) => r !== undefined);
+    if (refusal) throw refusal;
     for (const e of ecus) {
       if (!m.reports.has(e.serial))
         throw new ManifestRefused(400, 'missing_ecu_report', `the manifest has no version report of ECU ${e.serial}`, true, e.serial);
     }
+    return { keyIds: new Map(ecus.map((e) => [e.serial, e.key_id])), digests };
+  }
+
+  private async applyManifest(
+    store: Store,
+    namespace: string,
+    deviceId: string,
+    m: VehicleManifest,
+    signed: { keyIds: ReadonlyMap<string, string>; digests: ReadonlyMap<string, string> },
+  ): Promise<void> {
+    const now = this.clock().getTime();
+    // Locking the device's ECU rows serializes manifests of one device (counters are checked, then raised).
+    const { ecus, hasActiveAssignments } = await store.lockEcus(namespace, deviceId);
+    if (ecus.length === 0) return this.noInventory(store, namespace, deviceId);
+    // The ECUs (or their keys) changed since the signatures were checked: refuse, the device sends again.
+    if (ecus.length !== signed.keyIds.size || ecus.some((e) => signed.keyIds.get(e.serial) !== e.key_id)) {
+      this.forgetInventory(namespace, deviceId);
+      throw new ManifestRefused(409, 'ecus_changed', 'the ECUs of this device changed while the manifest was checked; send it again', false);
+    }
+    const bySerial = new Map(ecus.map((e) => [e.serial, e]));
+    const primary = ecus.find((e) => e.is_primary === 1) as EcuRow;
+    const digests = signed.digests;
     // Replay: counters only grow; a nonce is never reused; times are plausible. A report identical to the
     // last accepted one (a Primary resending a Secondary's cached report, or a manifest resent after a lost
     // answer) is stale, not an attack: it is skipped.
@@ -472,7 +537,7 @@ export class Director {
     }
     // Assignments: completed when the ECU reports the assigned image (filename and sha256), whatever
     // the report says; failed when an installation report for it says so and nothing was satisfied.
-    const active = await store.activeAssignments(namespace, deviceId);
+    const active = hasActiveAssignments ? await store.activeAssignments(namespace, deviceId) : [];
     let changed = false;
     const satisfied = new Set<string>();
     for (const a of active) {

@@ -510,16 +510,34 @@ export class Store {
     return this.db.selectFrom('ecus').selectAll().where('namespace', '=', namespace).where('device_id', 'in', deviceIds).execute();
   }
 
-  /** A device's ECUs, locked until the transaction ends (PostgreSQL); SQLite transactions are serialized already. */
-  async lockEcus(namespace: string, deviceId: string): Promise<EcuRow[]> {
+  /**
+   * A device's ECUs, locked until the transaction ends (PostgreSQL; SQLite transactions are serialized
+   * already), and whether the device has an active assignment — one statement for a manifest's hot path.
+   */
+  async lockEcus(namespace: string, deviceId: string): Promise<{ ecus: EcuRow[]; hasActiveAssignments: boolean }> {
     const q = this.db
       .selectFrom('ecus')
-      .selectAll()
-      .where('namespace', '=', namespace)
-      .where('device_id', '=', deviceId)
-      .orderBy('is_primary', 'desc')
-      .orderBy('serial');
-    return this.forUpdate(q, true).execute();
+      .selectAll('ecus')
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom('assignments')
+              .select('assignments.id')
+              .where('assignments.namespace', '=', namespace)
+              .where('assignments.device_id', '=', deviceId)
+              .where('assignments.status', 'in', ['assigned', 'in_flight']),
+          )
+          .as('has_active'),
+      )
+      .where('ecus.namespace', '=', namespace)
+      .where('ecus.device_id', '=', deviceId)
+      .orderBy('ecus.is_primary', 'desc')
+      .orderBy('ecus.serial');
+    const rows = await this.forUpdate(q, true).execute();
+    // SQLite answers 0/1, PostgreSQL a boolean.
+    const hasActiveAssignments = rows.some((r) => Boolean(r.has_active));
+    return { ecus: rows.map(({ has_active: _h, ...ecu }) => ecu), hasActiveAssignments };
   }
 
   /** What a manifest reports for several ECUs of a device, in one statement on PostgreSQL. */
