@@ -215,6 +215,78 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect(fleet.some((x) => x.device === 'car-a')).toBe(true);
     });
 
+    it('group commit: manifests of many devices at once are written together, each answered on its own', async () => {
+      const api = apiFor(ts, ts.token);
+      const fleet: TestDevice[] = [];
+      for (let i = 0; i < 10; i++) {
+        const id = `burst-${i}`;
+        const r = await api<{ certificate: string; privateKey: string; serverCa: string }>('POST', `/api/v1/devices/${id}/credentials`, {});
+        const d = new TestDevice(ts.gatewayUrl, { deviceId: id, cert: r.body.certificate, key: r.body.privateKey, ca: r.body.serverCa }, id, [
+          makeEcu(`${id}-p`, 'board'),
+          makeEcu(`${id}-s`, 'sec-board'),
+        ]);
+        expect((await d.registerEcus()).status).toBe(201);
+        for (const e of d.ecus) e.counter = 5;
+        expect((await d.request('PUT', '/director/manifest', await manifest(d), { 'content-type': 'application/json' })).status).toBe(200);
+        fleet.push(d);
+      }
+      const send = (d: TestDevice, body: string) => d.request('PUT', '/director/manifest', body, { 'content-type': 'application/json' });
+      const [replayer, racer, ...others] = fleet as [TestDevice, TestDevice, ...TestDevice[]];
+      // In one burst: eight fresh manifests, one replayed counter, and two different manifests of one device with the same counters.
+      const replayed = await manifest(replayer, { reports: await freshReports(replayer, { [replayer.primary.serial]: { report_counter: '5' } }) });
+      const raceA = await manifest(racer, { reports: await freshReports(racer) });
+      for (const e of racer.ecus) e.counter--;
+      const raceB = await manifest(racer, { reports: await freshReports(racer, { [racer.primary.serial]: { attacks_detected: 'other content' } }) });
+      const freshBodies = await Promise.all(others.map(async (d) => manifest(d, { reports: await freshReports(d) })));
+      const answers = await Promise.all([
+        send(replayer, replayed),
+        send(racer, raceA),
+        send(racer, raceB),
+        ...others.map((d, i) => send(d, freshBodies[i] as string)),
+      ]);
+      expect(answers[0]?.status).toBe(409);
+      expect(answers[0]?.json<{ code: string }>().code).toBe('replayed_report');
+      // The same counters twice: exactly one is accepted, whichever came first; the other is a replay.
+      expect([answers[1]?.status, answers[2]?.status].sort()).toEqual([200, 409]);
+      expect(answers.slice(3).map((r) => r.status)).toEqual(others.map(() => 200));
+      const store = ts.server.services.storage.store;
+      for (const d of others) {
+        const ecus = await store.listEcus('default', d.deviceId);
+        expect(ecus.map((e) => Number(e.report_counter))).toEqual([6, 6]);
+      }
+      // The refused manifest wrote nothing: its ECUs still hold the counters of the last accepted one.
+      expect((await store.listEcus('default', replayer.deviceId)).map((e) => Number(e.report_counter))).toEqual([5, 5]);
+      expect((await store.listEcus('default', racer.deviceId)).map((e) => Number(e.report_counter))).toEqual([6, 6]);
+      // The batch statements themselves (SQLite rarely forms batches here: its transactions are too quick to queue behind).
+      const ids = [...others.map((d) => d.deviceId), 'no-such-device'];
+      const locked = await ts.server.services.storage.transaction((s) => s.lockEcusOfDevices('default', ids));
+      expect([...locked.keys()].sort()).toEqual(others.map((d) => d.deviceId).sort());
+      for (const d of others) {
+        expect(locked.get(d.deviceId)?.ecus.map((e) => e.serial)).toEqual([`${d.deviceId}-p`, `${d.deviceId}-s`]);
+        expect(locked.get(d.deviceId)?.hasActiveAssignments).toBe(false);
+      }
+      const [d1, d2] = others as [TestDevice, TestDevice];
+      const row = (device: TestDevice, serial: string, counter: number) => ({
+        device_id: device.deviceId,
+        serial,
+        report_counter: counter,
+        last_nonce: null,
+        last_report_sha256: null,
+        installed_filename: `fw-${counter}.bin`,
+        installed_length: counter,
+        installed_hashes_json: '{}',
+        installed_at: 1,
+      });
+      await ts.server.services.storage.transaction((s) =>
+        s.updateEcuReportsOfDevices('default', [row(d1, `${d1.deviceId}-p`, 70), row(d1, `${d1.deviceId}-s`, 71), row(d2, `${d2.deviceId}-s`, 72)]),
+      );
+      expect((await store.listEcus('default', d1.deviceId)).map((e) => [Number(e.report_counter), e.installed_filename])).toEqual([
+        [70, 'fw-70.bin'],
+        [71, 'fw-71.bin'],
+      ]);
+      expect((await store.listEcus('default', d2.deviceId)).map((e) => Number(e.report_counter))).toEqual([6, 72]);
+    });
+
     it('refuses a manifest before the ECUs are registered', async () => {
       const api = apiFor(ts, ts.token);
       const r = await api<{ certificate: string; privateKey: string; serverCa: string }>('POST', '/api/v1/devices/car-new/credentials', {});

@@ -20,7 +20,8 @@ import {
   type JsonObject,
   type VehicleManifest,
 } from '@uptide/core';
-import type { Storage, Store, EcuRow, AssignmentRow } from '../storage/store.js';
+import type { Storage, Store, EcuRow, AssignmentRow, EcuReportUpdate } from '../storage/store.js';
+import { GroupCommit } from './group-commit.js';
 import type { TufRepos } from '../keys/tuf-repo.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors.js';
 import { hasNul } from '../text.js';
@@ -54,6 +55,21 @@ const MAX_ATTACKS_PER_REPORT = 50;
 /** What is stored of a report's nonce: itself when it fits the column (255), else its SHA-256 (reuse is still detected). */
 function nonceKey(nonce: string): string {
   return nonce.length <= 255 ? nonce : `sha256:${sha256Hex(Buffer.from(nonce, 'utf8'))}`;
+}
+
+/** A manifest whose signatures passed, waiting to be written. */
+interface CheckedManifest {
+  readonly namespace: string;
+  readonly deviceId: string;
+  readonly manifest: VehicleManifest;
+  readonly signed: { readonly keyIds: ReadonlyMap<string, string>; readonly digests: ReadonlyMap<string, string> };
+}
+
+/** What a manifest will record: the fresh reports (none when all were seen already) and their ECU rows. */
+interface ManifestPlan {
+  readonly fresh: ReadonlySet<string>;
+  readonly rows: readonly EcuReportUpdate[];
+  readonly hasActiveAssignments: boolean;
 }
 
 /** A manifest the Director refuses: a 4xx answer, and a security event when it looks like an attack. */
@@ -113,7 +129,18 @@ export class Director {
     private readonly clock: () => Date,
     /** How far in the future a reported verified time may be before it is implausible. */
     private readonly maxClockSkewMs = 24 * 3600 * 1000,
-  ) {}
+  ) {
+    this.manifestWrites = new GroupCommit<CheckedManifest>({
+      write: (batch) => this.writeManifests(batch),
+      keyOf: (m) => `${m.namespace}\u0000${m.deviceId}`,
+      // One batch at a time: the next batch gathers everything that arrived meanwhile, so batches grow with load
+      // (measured on PostgreSQL: one in flight beat two and four, whose batches were smaller; SQLite serializes anyway).
+      concurrency: 1,
+      maxBatch: 64,
+    });
+  }
+
+  private readonly manifestWrites: GroupCommit<CheckedManifest>;
 
   private async dialect(store: Store, namespace: string, lock = false): Promise<Dialect> {
     const row = await store.getRepository(namespace, REPO, lock);
@@ -296,7 +323,8 @@ export class Director {
       // Signatures are checked first, outside any transaction and off the event loop (libuv's thread pool);
       // the transaction then only checks that the keys are still those, and applies the reports.
       const signed = await this.checkSignatures(namespace, deviceId, manifest);
-      await this.storage.transaction((store) => this.applyManifest(store, namespace, deviceId, manifest, signed));
+      // Written with the manifests of other devices that arrive meanwhile (group commit, one transaction).
+      await this.manifestWrites.submit({ namespace, deviceId, manifest, signed });
     } catch (err) {
       if (err instanceof ManifestRefused && err.securityRelevant) {
         await this.storage.store.insertSecurityEvent({
@@ -399,17 +427,59 @@ export class Director {
     return { keyIds: new Map(ecus.map((e) => [e.serial, e.key_id])), digests };
   }
 
-  private async applyManifest(
-    store: Store,
-    namespace: string,
-    deviceId: string,
-    m: VehicleManifest,
-    signed: { keyIds: ReadonlyMap<string, string>; digests: ReadonlyMap<string, string> },
-  ): Promise<void> {
-    const now = this.clock().getTime();
-    // Locking the device's ECU rows serializes manifests of one device (counters are checked, then raised).
-    const { ecus, hasActiveAssignments } = await store.lockEcus(namespace, deviceId);
-    if (ecus.length === 0) return this.noInventory(store, namespace, deviceId);
+  /**
+   * Writes a batch of checked manifests in one transaction: the ECUs of every device locked in one
+   * statement, each manifest's replay and time checks against them, every ECU's new report in one
+   * statement, then what only some manifests need (reported attacks, installation reports,
+   * assignments). A refused manifest writes nothing; the others commit.
+   */
+  private async writeManifests(batch: readonly CheckedManifest[]): Promise<Array<Error | undefined>> {
+    return this.storage.transaction(async (store) => {
+      const now = this.clock().getTime();
+      const results: Array<Error | undefined> = batch.map(() => undefined);
+      const namespaces = [...new Set(batch.map((b) => b.namespace))];
+      const locked = new Map<string, Map<string, { ecus: EcuRow[]; hasActiveAssignments: boolean }>>();
+      for (const ns of namespaces) {
+        locked.set(
+          ns,
+          await store.lockEcusOfDevices(
+            ns,
+            batch.filter((b) => b.namespace === ns).map((b) => b.deviceId),
+          ),
+        );
+      }
+      const plans: Array<ManifestPlan | undefined> = [];
+      for (const [i, item] of batch.entries()) {
+        try {
+          const device = locked.get(item.namespace)?.get(item.deviceId);
+          if (!device) await this.noInventory(store, item.namespace, item.deviceId);
+          plans[i] = this.planManifest(item, device as { ecus: EcuRow[]; hasActiveAssignments: boolean }, now);
+        } catch (err) {
+          if (!(err instanceof ManifestRefused)) throw err;
+          results[i] = err;
+        }
+      }
+      for (const ns of namespaces) {
+        await store.updateEcuReportsOfDevices(
+          ns,
+          batch.flatMap((item, i) => (item.namespace === ns ? (plans[i]?.rows.map((r) => ({ ...r, device_id: item.deviceId })) ?? []) : [])),
+        );
+      }
+      for (const [i, item] of batch.entries()) {
+        const plan = plans[i];
+        if (plan) await this.applyReports(store, item, plan, now);
+      }
+      return results;
+    });
+  }
+
+  /**
+   * Replay and time checks of one manifest against its device's locked ECUs (no I/O): the reports to
+   * record, or the refusal.
+   */
+  private planManifest(item: CheckedManifest, device: { ecus: EcuRow[]; hasActiveAssignments: boolean }, now: number): ManifestPlan {
+    const { namespace, deviceId, manifest: m, signed } = item;
+    const { ecus, hasActiveAssignments } = device;
     // The ECUs (or their keys) changed since the signatures were checked: refuse, the device sends again.
     if (ecus.length !== signed.keyIds.size || ecus.some((e) => signed.keyIds.get(e.serial) !== e.key_id)) {
       this.forgetInventory(namespace, deviceId);
@@ -468,32 +538,33 @@ export class Director {
       }
       fresh.add(serial);
     }
-    if (!fresh.has(primary.serial)) {
-      // The whole manifest was seen already: acknowledge it again, change nothing.
+    // The whole manifest was seen already: acknowledge it again, change nothing.
+    if (!fresh.has(primary.serial)) return { fresh: new Set(), rows: [], hasActiveAssignments };
+    const rows: EcuReportUpdate[] = [];
+    for (const [serial, report] of m.reports) {
+      if (!fresh.has(serial)) continue;
+      rows.push({
+        serial,
+        report_counter: report.counter ?? null,
+        last_nonce: report.nonce === undefined ? null : nonceKey(report.nonce),
+        last_report_sha256: digests.get(serial) ?? null,
+        installed_filename: report.installedImage.filename,
+        installed_length: report.installedImage.length,
+        installed_hashes_json: JSON.stringify(report.installedImage.hashes),
+        installed_at: now,
+      });
+    }
+    return { fresh, rows, hasActiveAssignments };
+  }
+
+  /** What a planned manifest records besides its ECUs' rows: reported attacks, its installation report, assignments, last-seen. */
+  private async applyReports(store: Store, item: CheckedManifest, plan: ManifestPlan, now: number): Promise<void> {
+    const { namespace, deviceId, manifest: m } = item;
+    const { fresh, hasActiveAssignments } = plan;
+    if (fresh.size === 0) {
       await this.markSeen(store, namespace, deviceId, now);
       return;
     }
-    // Apply: installed images, counters (one statement for every ECU), reported attacks.
-    await store.updateEcuReports(
-      namespace,
-      deviceId,
-      [...m.reports].flatMap(([serial, report]) =>
-        fresh.has(serial)
-          ? [
-              {
-                serial,
-                report_counter: report.counter ?? null,
-                last_nonce: report.nonce === undefined ? null : nonceKey(report.nonce),
-                last_report_sha256: digests.get(serial) ?? null,
-                installed_filename: report.installedImage.filename,
-                installed_length: report.installedImage.length,
-                installed_hashes_json: JSON.stringify(report.installedImage.hashes),
-                installed_at: now,
-              },
-            ]
-          : [],
-      ),
-    );
     for (const [serial, report] of m.reports) {
       if (!fresh.has(serial)) continue;
       // Recorded, but not without bound: a compromised ECU must not fill the database, one manifest at a time.

@@ -52,9 +52,30 @@ async function openSqlite(path: string): Promise<Database> {
   raw.pragma('synchronous = NORMAL');
   raw.pragma('foreign_keys = ON');
   raw.pragma('busy_timeout = 5000');
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: raw }) });
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(raw) }) });
   await migrate(db, 'sqlite');
   return { db, dialect: 'sqlite', description: `sqlite:${path}`, close: () => db.destroy() };
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew; compiling the statement cost as much as running it on
+ * the manifest path. Statements are kept by SQL text (parameters are bound per run), a bounded number.
+ * Safe because we never stream results (a statement being iterated cannot be run again meanwhile).
+ */
+function withStatementCache(raw: BetterSqlite3.Database, max = 512): { prepare(sql: string): BetterSqlite3.Statement; close(): void } {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    prepare(sql: string): BetterSqlite3.Statement {
+      let stmt = cache.get(sql);
+      if (stmt === undefined) {
+        stmt = raw.prepare(sql);
+        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+        cache.set(sql, stmt);
+      }
+      return stmt;
+    },
+    close: () => raw.close(),
+  };
 }
 
 async function openPostgres(url: string, options: OpenOptions): Promise<Database> {

@@ -47,6 +47,18 @@ export type InstallationReportRow = Selectable<InstallationReportTable>;
 export type SecurityEventRow = Selectable<SecurityEventTable>;
 export type RepositoryRow = Selectable<RepositoryTable>;
 
+/** What a version report sets on its ECU's row. */
+export interface EcuReportUpdate {
+  readonly serial: string;
+  readonly report_counter: number | null;
+  readonly last_nonce: string | null;
+  readonly last_report_sha256: string | null;
+  readonly installed_filename: string;
+  readonly installed_length: number;
+  readonly installed_hashes_json: string;
+  readonly installed_at: number;
+}
+
 /** Rows come back with Buffers for bytes; normalise to Uint8Array views without copying. */
 function bytesOf<T extends { bytes: Uint8Array }>(row: T): T {
   return row;
@@ -540,36 +552,65 @@ export class Store {
     return { ecus: rows.map(({ has_active: _h, ...ecu }) => ecu), hasActiveAssignments };
   }
 
-  /** What a manifest reports for several ECUs of a device, in one statement on PostgreSQL. */
-  async updateEcuReports(
-    namespace: string,
-    deviceId: string,
-    rows: ReadonlyArray<{
-      serial: string;
-      report_counter: number | null;
-      last_nonce: string | null;
-      last_report_sha256: string | null;
-      installed_filename: string;
-      installed_length: number;
-      installed_hashes_json: string;
-      installed_at: number;
-    }>,
-  ): Promise<void> {
+  /**
+   * The ECUs of several devices of a namespace, locked in one statement (ordered, so two batches that share
+   * a device cannot deadlock), with whether each device has an active assignment. Devices without ECUs are absent.
+   */
+  async lockEcusOfDevices(namespace: string, deviceIds: readonly string[]): Promise<Map<string, { ecus: EcuRow[]; hasActiveAssignments: boolean }>> {
+    const out = new Map<string, { ecus: EcuRow[]; hasActiveAssignments: boolean }>();
+    if (deviceIds.length === 0) return out;
+    if (deviceIds.length === 1) {
+      const one = await this.lockEcus(namespace, deviceIds[0] as string);
+      if (one.ecus.length > 0) out.set(deviceIds[0] as string, one);
+      return out;
+    }
+    const q = this.db
+      .selectFrom('ecus')
+      .selectAll('ecus')
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom('assignments')
+              .select('assignments.id')
+              .whereRef('assignments.namespace', '=', 'ecus.namespace')
+              .whereRef('assignments.device_id', '=', 'ecus.device_id')
+              .where('assignments.status', 'in', ['assigned', 'in_flight']),
+          )
+          .as('has_active'),
+      )
+      .where('ecus.namespace', '=', namespace)
+      .where('ecus.device_id', 'in', deviceIds)
+      .orderBy('ecus.device_id')
+      .orderBy('ecus.is_primary', 'desc')
+      .orderBy('ecus.serial');
+    for (const { has_active, ...ecu } of await this.forUpdate(q, true).execute()) {
+      let entry = out.get(ecu.device_id);
+      if (!entry) out.set(ecu.device_id, (entry = { ecus: [], hasActiveAssignments: false }));
+      entry.ecus.push(ecu);
+      // SQLite answers 0/1, PostgreSQL a boolean.
+      if (has_active) entry.hasActiveAssignments = true;
+    }
+    return out;
+  }
+
+  /** What manifests report for the ECUs of several devices of a namespace, in one statement on PostgreSQL. */
+  async updateEcuReportsOfDevices(namespace: string, rows: ReadonlyArray<EcuReportUpdate & { device_id: string }>): Promise<void> {
     if (rows.length === 0) return;
     if (this.dialect !== 'postgres' || rows.length === 1) {
-      for (const { serial, ...set } of rows) await this.updateEcu(namespace, deviceId, serial, set);
+      for (const { device_id, serial, ...set } of rows) await this.updateEcu(namespace, device_id, serial, set);
       return;
     }
     const values = sql.join(
       rows.map(
         (r) =>
-          sql`(${r.serial}, ${r.report_counter}::bigint, ${r.last_nonce}::varchar, ${r.last_report_sha256}::varchar, ${r.installed_filename}::varchar, ${r.installed_length}::bigint, ${r.installed_hashes_json}::text, ${r.installed_at}::bigint)`,
+          sql`(${r.device_id}::varchar, ${r.serial}::varchar, ${r.report_counter}::bigint, ${r.last_nonce}::varchar, ${r.last_report_sha256}::varchar, ${r.installed_filename}::varchar, ${r.installed_length}::bigint, ${r.installed_hashes_json}::text, ${r.installed_at}::bigint)`,
       ),
     );
     await sql`update ecus as e set report_counter = v.rc, last_nonce = v.nonce, last_report_sha256 = v.digest, installed_filename = v.fname,
         installed_length = v.flen, installed_hashes_json = v.fhashes, installed_at = v.fat
-      from (values ${values}) as v(serial, rc, nonce, digest, fname, flen, fhashes, fat)
-      where e.namespace = ${namespace} and e.device_id = ${deviceId} and e.serial = v.serial`.execute(this.db);
+      from (values ${values}) as v(device_id, serial, rc, nonce, digest, fname, flen, fhashes, fat)
+      where e.namespace = ${namespace} and e.device_id = v.device_id and e.serial = v.serial`.execute(this.db);
   }
 
   async deleteEcus(namespace: string, deviceId: string): Promise<void> {
