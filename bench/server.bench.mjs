@@ -7,7 +7,8 @@
 //     vehicle manifest's and each ECU report's (goal: at least 60%);
 // on SQLite and on PostgreSQL, with zero errors.
 //
-// Usage: npm run build && node bench/server.bench.mjs [--seconds 5] [--db sqlite,postgres]
+// Usage: npm run build && node bench/server.bench.mjs [--seconds 5] [--db sqlite,postgres] [--devices 8]
+//        [--manifests-per-device 400]
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ import { dropPostgresSchema } from '../packages/server/dist/storage/database.js'
 import { LocalSigner, UNKNOWN_INSTALLED_IMAGE, buildEcuVersionReport, buildVehicleManifest, canonicalize } from '../packages/core/dist/index.js';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, db: { type: 'string', default: 'sqlite,postgres' }, devices: { type: 'string', default: '8' } },
+  options: { seconds: { type: 'string', default: '5' }, db: { type: 'string', default: 'sqlite,postgres' }, devices: { type: 'string', default: '8' }, 'manifests-per-device': { type: 'string', default: '400' } },
 });
 const SECONDS = Number(values.seconds);
 const DEVICES = Number(values.devices);
@@ -157,7 +158,7 @@ async function benchDb(db) {
   await bare.close();
 
   // Manifests: pre-signed bodies with growing counters, sent in order per device.
-  const perDevice = 400;
+  const perDevice = Number(values['manifests-per-device']);
   const bodies = [];
   for (const d of devices) {
     const list = [];

@@ -26,20 +26,26 @@ function recordingWriter(refuse: (i: Item) => Error | undefined = () => undefine
 }
 
 describe('GroupCommit', () => {
-  it('writes an item at once when idle, and gathers what arrives meanwhile into the next batch', async () => {
+  it('writes what is submitted in one turn together, and gathers what arrives meanwhile into the next batch', async () => {
     const w = recordingWriter();
     const gc = new GroupCommit<Item>({ write: w.write, keyOf: (i) => i.key, concurrency: 1, maxBatch: 64 });
-    const done = [gc.submit({ key: 'a', n: 1 }), gc.submit({ key: 'b', n: 1 }), gc.submit({ key: 'c', n: 1 })];
+    const done = [gc.submit({ key: 'a', n: 1 }), gc.submit({ key: 'b', n: 1 })];
     await new Promise((r) => setImmediate(r));
-    expect(w.batches).toEqual([[{ key: 'a', n: 1 }]]);
+    expect(w.batches).toEqual([
+      [
+        { key: 'a', n: 1 },
+        { key: 'b', n: 1 },
+      ],
+    ]);
+    done.push(gc.submit({ key: 'c', n: 1 }), gc.submit({ key: 'd', n: 1 }));
+    await new Promise((r) => setImmediate(r));
+    // The first batch is still in flight: nothing else is written yet.
+    expect(w.batches).toHaveLength(1);
     await w.releaseAll();
     await Promise.all(done);
-    expect(w.batches).toEqual([
-      [{ key: 'a', n: 1 }],
-      [
-        { key: 'b', n: 1 },
-        { key: 'c', n: 1 },
-      ],
+    expect(w.batches[1]).toEqual([
+      { key: 'c', n: 1 },
+      { key: 'd', n: 1 },
     ]);
   });
 
@@ -78,7 +84,7 @@ describe('GroupCommit', () => {
     const done = Array.from({ length: 8 }, (_, n) => gc.submit({ key: `k${n}`, n }));
     await w.releaseAll();
     await Promise.all(done);
-    expect(w.batches.map((b) => b.length)).toEqual([1, 3, 3, 1]);
+    expect(w.batches.map((b) => b.length)).toEqual([3, 3, 2]);
   });
 
   it('rejects only the refused items of a batch', async () => {
@@ -99,6 +105,7 @@ describe('GroupCommit', () => {
     const w = recordingWriter(undefined, (batch) => batch.some((i) => i.n === 2));
     const gc = new GroupCommit<Item>({ write: w.write, keyOf: (i) => i.key, concurrency: 1, maxBatch: 64 });
     const first = gc.submit({ key: 'k0', n: 0 });
+    await new Promise((r) => setImmediate(r));
     const results = [1, 2, 3].map((n) =>
       gc.submit({ key: `k${n}`, n }).then(
         () => 'ok',

@@ -1,7 +1,7 @@
 /**
  * Group commit: work items that arrive while a batch is being written wait and are written together in
  * the next one, so a busy instance pays one transaction (BEGIN, one lock, one update, COMMIT) for many
- * items instead of one each. An idle instance writes an item at once: no timer, no added latency.
+ * items instead of one each. An idle instance writes an item on the next turn of the event loop: no timer.
  *
  * Items carry a key (a device): a batch never holds two items of one key, and an item waits while a batch
  * holding its key is in flight, so items of one key are written in arrival order, each seeing the last.
@@ -27,6 +27,7 @@ export class GroupCommit<T> {
   private readonly queue: Array<Pending<T>> = [];
   private readonly busyKeys = new Set<string>();
   private inFlight = 0;
+  private scheduled = false;
 
   constructor(private readonly options: GroupCommitOptions<T>) {}
 
@@ -34,7 +35,14 @@ export class GroupCommit<T> {
   submit(item: T): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ item, key: this.options.keyOf(item), resolve, reject });
-      this.pump();
+      // Taken on the next turn of the event loop, not now: items whose checks finish in this turn join the batch.
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.pump();
+        });
+      }
     });
   }
 
