@@ -22,7 +22,12 @@ import { dropPostgresSchema } from '../packages/server/dist/storage/database.js'
 import { LocalSigner, UNKNOWN_INSTALLED_IMAGE, buildEcuVersionReport, buildVehicleManifest, canonicalize } from '../packages/core/dist/index.js';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, db: { type: 'string', default: 'sqlite,postgres' }, devices: { type: 'string', default: '8' }, 'manifests-per-device': { type: 'string', default: '400' } },
+  options: {
+    seconds: { type: 'string', default: '5' },
+    db: { type: 'string', default: 'sqlite,postgres' },
+    devices: { type: 'string', default: '8' },
+    'manifests-per-device': { type: 'string', default: '400' },
+  },
 });
 const SECONDS = Number(values.seconds);
 const DEVICES = Number(values.devices);

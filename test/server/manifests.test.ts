@@ -287,6 +287,22 @@ for (const db of ['sqlite', 'postgres'] as DbKind[]) {
       expect((await store.listEcus('default', d2.deviceId)).map((e) => Number(e.report_counter))).toEqual([6, 72]);
     });
 
+    it('stores reported file names exactly, quotes, braces, commas, backslashes and all (the fast path passes them as arrays)', async () => {
+      const names = ['a "quoted" {braced},listed\\back.bin', 'NULL', 'ünï cödé ✓.bin'];
+      for (const name of names) {
+        // Twice: the first manifest of a device on an instance goes the careful way, the next one the fast way.
+        for (let k = 0; k < 2; k++) {
+          const reports = await freshReports(a, {
+            'a-primary': { installed_image: { filepath: name, fileinfo: { hashes: { sha256: 'ef'.repeat(32) }, length: 7 + k } } },
+          });
+          const res = await put(gwA, await manifest(a, { reports }));
+          expect(res.status, res.body.toString()).toBe(200);
+          const ecus = await ts.server.services.storage.store.listEcus('default', 'car-a');
+          expect(ecus.find((e) => e.serial === 'a-primary')).toMatchObject({ installed_filename: name, installed_length: 7 + k });
+        }
+      }
+    });
+
     it('refuses a manifest before the ECUs are registered', async () => {
       const api = apiFor(ts, ts.token);
       const r = await api<{ certificate: string; privateKey: string; serverCa: string }>('POST', '/api/v1/devices/car-new/credentials', {});

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
 import { startServer } from '../../packages/server/src/app.js';
@@ -221,6 +221,19 @@ describe('regressions on sqlite', () => {
     );
     expect(existsSync(stale)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
+  });
+
+  it('leaves no empty file behind when an upload fails before its file is even open (fuzzing found it: a truncated multipart body)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uptide-blobs-'));
+    const store = new FileBlobStore(dir);
+    for (let i = 0; i < 20; i++) {
+      const failing = (async function* (): AsyncGenerator<Uint8Array> {
+        throw new Error('Premature close');
+      })();
+      await expect(store.put(failing)).rejects.toThrow('Premature close');
+    }
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -4,6 +4,7 @@
  * Blobs are content-addressed by SHA-256, so an upload interrupted half-way
  * never leaves a blob that a target could point to.
  */
+import { once } from 'node:events';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -124,7 +125,10 @@ export class FileBlobStore implements BlobStore {
       await fsp.rename(tmp, final);
       return { id, length: hasher.length, hashes };
     } catch (err) {
+      // The file may still be opening (a body that fails at once): wait for the stream to close, or the open
+      // would land after the removal and leave an empty file behind.
       out.destroy();
+      if (!out.closed) await once(out, 'close');
       await fsp.rm(tmp, { force: true });
       throw err;
     }

@@ -20,7 +20,7 @@ import {
   type JsonObject,
   type VehicleManifest,
 } from '@uptide/core';
-import type { Storage, Store, EcuRow, AssignmentRow, EcuReportUpdate } from '../storage/store.js';
+import type { Storage, Store, EcuRow, AssignmentRow, EcuReportUpdate, EcuReportSwap } from '../storage/store.js';
 import { GroupCommit } from './group-commit.js';
 import type { TufRepos } from '../keys/tuf-repo.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors.js';
@@ -434,6 +434,104 @@ export class Director {
    * assignments). A refused manifest writes nothing; the others commit.
    */
   private async writeManifests(batch: readonly CheckedManifest[]): Promise<Array<Error | undefined>> {
+    const results: Array<Error | undefined> = batch.map(() => undefined);
+    const written = this.storage.dialect === 'postgres' ? await this.swapManifests(batch) : new Set<number>();
+    const rest = batch.flatMap((item, i) => (written.has(i) ? [] : [{ item, i }]));
+    if (rest.length > 0) {
+      const refusals = await this.writeCarefully(rest.map((r) => r.item));
+      rest.forEach((r, k) => {
+        results[r.i] = refusals[k];
+        // Its rows changed in a way the cache does not follow: the next manifest reads them again.
+        this.forgetInventory(r.item.namespace, r.item.deviceId);
+      });
+    }
+    return results;
+  }
+
+  /**
+   * PostgreSQL's fast path, for the common manifest (new reports, no attack, no installation report): planned
+   * against the ECU rows cached for the signature checks, then written in one statement that checks the rows
+   * still hold what was planned against (and that no assignment is active). Anything else, and any manifest
+   * whose rows moved meanwhile (another instance, a re-registration), goes the careful way. Answers the
+   * indexes written.
+   */
+  private async swapManifests(batch: readonly CheckedManifest[]): Promise<Set<number>> {
+    const now = this.clock().getTime();
+    const planned: Array<{ i: number; item: CheckedManifest; ecus: EcuRow[]; swaps: EcuReportSwap[] }> = [];
+    for (const [i, item] of batch.entries()) {
+      const key = `${item.namespace}\u0000${item.deviceId}`;
+      const cached = this.inventoryCache.get(key);
+      const seen = this.seenWritten.get(key);
+      if (!cached || seen === undefined || now - seen >= 60_000 || item.manifest.installationReport) continue;
+      if ([...item.manifest.reports.values()].some((r) => r.attacks.length > 0)) continue;
+      let plan: ManifestPlan;
+      try {
+        plan = this.planManifest(item, { ecus: cached.ecus, hasActiveAssignments: false }, now);
+      } catch {
+        continue; // a refusal is decided on locked rows, the careful way
+      }
+      if (plan.fresh.size === 0) continue;
+      const rowBySerial = new Map(plan.rows.map((r) => [r.serial, r]));
+      const swaps = cached.ecus.map((e): EcuReportSwap => {
+        const r = rowBySerial.get(e.serial);
+        return {
+          device_id: item.deviceId,
+          key_id: e.key_id,
+          expected_counter: e.report_counter,
+          expected_nonce: e.last_nonce,
+          expected_sha256: e.last_report_sha256,
+          write: r !== undefined,
+          serial: e.serial,
+          report_counter: r ? r.report_counter : e.report_counter,
+          last_nonce: r ? r.last_nonce : e.last_nonce,
+          last_report_sha256: r ? r.last_report_sha256 : e.last_report_sha256,
+          installed_filename: r ? r.installed_filename : (e.installed_filename ?? ''),
+          installed_length: r ? r.installed_length : (e.installed_length ?? 0),
+          installed_hashes_json: r ? r.installed_hashes_json : (e.installed_hashes_json ?? '{}'),
+          installed_at: r ? r.installed_at : (e.installed_at ?? 0),
+        };
+      });
+      planned.push({ i, item, ecus: cached.ecus, swaps });
+    }
+    const written = new Set<number>();
+    for (const ns of new Set(planned.map((p) => p.item.namespace))) {
+      const mine = planned.filter((p) => p.item.namespace === ns);
+      const devices = await this.storage.store.swapEcuReports(
+        ns,
+        mine.flatMap((p) => p.swaps),
+      );
+      for (const p of mine) {
+        if (!devices.has(p.item.deviceId)) continue;
+        written.add(p.i);
+        // The cache now holds what was written, so the device's next manifest is planned against it.
+        const key = `${ns}\u0000${p.item.deviceId}`;
+        const entry = this.inventoryCache.get(key);
+        if (entry?.ecus === p.ecus) {
+          const bySerial = new Map(p.swaps.map((w) => [w.serial, w]));
+          entry.ecus = p.ecus.map((e) => {
+            const w = bySerial.get(e.serial);
+            if (!w?.write) return e;
+            return {
+              ...e,
+              report_counter: w.report_counter,
+              last_nonce: w.last_nonce,
+              last_report_sha256: w.last_report_sha256,
+              installed_filename: w.installed_filename,
+              installed_length: w.installed_length,
+              installed_hashes_json: w.installed_hashes_json,
+              installed_at: w.installed_at,
+            };
+          });
+        } else {
+          this.inventoryCache.delete(key);
+        }
+      }
+    }
+    return written;
+  }
+
+  /** The careful way: one transaction that locks every device's ECU rows and applies everything a manifest carries. */
+  private async writeCarefully(batch: readonly CheckedManifest[]): Promise<Array<Error | undefined>> {
     return this.storage.transaction(async (store) => {
       const now = this.clock().getTime();
       const results: Array<Error | undefined> = batch.map(() => undefined);

@@ -4,7 +4,7 @@
  * grow, concurrent manifests all land, background re-signing runs under a
  * lease. Plus restart: a second start reuses everything.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,6 +83,48 @@ describe('two instances on one PostgreSQL', () => {
     expect(rounds.every((r) => r.status === 200)).toBe(true);
     const listed = await b.api<{ values: Array<{ deviceId: string; lastSeen: string | null }> }>('GET', '/api/v1/devices?nameContains=fleet-&limit=100');
     expect(listed.body.values.filter((v) => v.lastSeen !== null)).toHaveLength(6);
+  });
+
+  it('follow one device across both instances: a stale cache of ECU rows never accepts a replay nor loses a report', async () => {
+    const creds = await provisionDevice(a, 'hop-1');
+    const ecus = [makeEcu('hop-p', 'hw'), makeEcu('hop-s', 'hw2')];
+    // Two views of one device, sharing its ECUs (keys and counters): one per instance.
+    const viaA = new TestDevice(a.gatewayUrl, creds, 'hop-1', ecus);
+    const viaB = new TestDevice(b.gatewayUrl, creds, 'hop-1', ecus);
+    const counters = async () => (await a.server.services.storage.store.listEcus('default', 'hop-1')).map((e) => Number(e.report_counter));
+    // Which swaps (the one-statement fast path) wrote the device, and which found its rows moved.
+    const swaps: boolean[] = [];
+    for (const ts of [a, b]) {
+      const store = ts.server.services.storage.store;
+      const original = store.swapEcuReports.bind(store);
+      vi.spyOn(store, 'swapEcuReports').mockImplementation(async (ns, rows) => {
+        const written = await original(ns, rows);
+        swaps.push(written.has('hop-1'));
+        return written;
+      });
+    }
+    expect((await viaA.registerEcus()).status).toBe(201);
+    expect((await viaA.sendManifest()).status).toBe(200); // 1 on A
+    expect((await viaB.sendManifest()).status).toBe(200); // 2 on B
+    expect((await viaB.sendManifest()).status).toBe(200); // 3 on B, which now holds 3 in its cache
+    expect((await viaA.sendManifest()).status).toBe(200); // 4 on A
+    expect(await counters()).toEqual([4, 4]);
+    // B still has 3 cached: a report numbered 4 with other content looks new to B's cache, and must be refused as the replay it is.
+    for (const e of ecus) e.installed = { filename: 'other.bin', length: 1, hashes: { sha256: 'cd'.repeat(32) } };
+    const replay = await viaB.sendManifest({ counterOverride: 4 });
+    expect(replay.status).toBe(409);
+    expect(replay.json<{ code: string }>().code).toBe('replayed_report');
+    expect(await counters()).toEqual([4, 4]);
+    // A has 4 cached; B writes 6, then A plans 7 against its stale cache: accepted, nothing lost.
+    for (const e of ecus) e.counter = 5;
+    expect((await viaB.sendManifest()).status).toBe(200);
+    expect((await viaA.sendManifest()).status).toBe(200);
+    expect(await counters()).toEqual([7, 7]);
+    const installed = (await a.server.services.storage.store.listEcus('default', 'hop-1')).map((e) => e.installed_filename);
+    expect(installed).toEqual(['other.bin', 'other.bin']);
+    // 3 on B, 4 on A and 6 on B were swapped in; the replay and 7 on A found the rows moved and went the careful way.
+    expect(swaps).toEqual([true, true, false, true, false]);
+    vi.restoreAllMocks();
   });
 
   it('run background re-signing under one lease at a time', async () => {

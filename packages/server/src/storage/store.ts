@@ -59,6 +59,20 @@ export interface EcuReportUpdate {
   readonly installed_at: number;
 }
 
+/**
+ * A version report to record only if its ECU's row still holds what the Director planned against: the key,
+ * the counter, the nonce and the digest it read from its cache. `write` is false for an ECU whose report was
+ * a resend (checked, not written).
+ */
+export interface EcuReportSwap extends EcuReportUpdate {
+  readonly device_id: string;
+  readonly key_id: string;
+  readonly expected_counter: number | null;
+  readonly expected_nonce: string | null;
+  readonly expected_sha256: string | null;
+  readonly write: boolean;
+}
+
 /** Rows come back with Buffers for bytes; normalise to Uint8Array views without copying. */
 function bytesOf<T extends { bytes: Uint8Array }>(row: T): T {
   return row;
@@ -67,11 +81,65 @@ function bytesOf<T extends { bytes: Uint8Array }>(row: T): T {
 /** The channel on which instances tell each other that cached metadata changed. */
 export const INVALIDATE_CHANNEL = 'uptide_invalidate';
 
+/** The columns of `Store.swapEcuReports`, in parameter order ($2 on; $1 is the namespace), with their types. */
+const SWAP_COLUMNS: ReadonlyArray<readonly [keyof EcuReportSwap, string]> = [
+  ['device_id', 'varchar'],
+  ['serial', 'varchar'],
+  ['key_id', 'varchar'],
+  ['expected_counter', 'bigint'],
+  ['expected_nonce', 'varchar'],
+  ['expected_sha256', 'varchar'],
+  ['write', 'boolean'],
+  ['report_counter', 'bigint'],
+  ['last_nonce', 'varchar'],
+  ['last_report_sha256', 'varchar'],
+  ['installed_filename', 'varchar'],
+  ['installed_length', 'bigint'],
+  ['installed_hashes_json', 'text'],
+  ['installed_at', 'bigint'],
+];
+
+/**
+ * For each device: lock its ECU rows (in the order every other path locks them), then write the reports
+ * only if every ECU of the device is listed and still holds the expected key, counter, nonce and digest, and
+ * the device has no active assignment: all of a device's rows or none. Answers the devices written.
+ * PostgreSQL runs a data-modifying WITH to completion whether or not the main query reads it.
+ */
+const SWAP_SQL = `
+  with v(device_id, serial, key_id, exp_rc, exp_nonce, exp_digest, w, rc, nonce, digest, fname, flen, fhashes, fat) as (
+    select * from unnest(${SWAP_COLUMNS.map(([, type], i) => `$${i + 2}::${type}[]`).join(', ')})
+  ),
+  locked as materialized (
+    select e.device_id, e.serial, e.key_id, e.report_counter, e.last_nonce, e.last_report_sha256 from ecus e
+    where e.namespace = $1 and e.device_id in (select device_id from v)
+    order by e.device_id, e.is_primary desc, e.serial
+    for update
+  ),
+  ok as materialized (
+    select v.device_id from v left join locked l on l.device_id = v.device_id and l.serial = v.serial
+    group by v.device_id
+    having bool_and(l.serial is not null and l.key_id = v.key_id and l.report_counter is not distinct from v.exp_rc
+        and l.last_nonce is not distinct from v.exp_nonce and l.last_report_sha256 is not distinct from v.exp_digest)
+      and count(*) = (select count(*) from locked l2 where l2.device_id = v.device_id)
+      and not exists (select 1 from assignments a where a.namespace = $1 and a.device_id = v.device_id
+        and a.status in ('assigned', 'in_flight'))
+  ),
+  upd as (
+    update ecus as e set report_counter = v.rc, last_nonce = v.nonce, last_report_sha256 = v.digest, installed_filename = v.fname,
+      installed_length = v.flen, installed_hashes_json = v.fhashes, installed_at = v.fat
+    from v where e.namespace = $1 and e.device_id = v.device_id and e.serial = v.serial and v.w
+      and v.device_id in (select device_id from ok)
+    returning e.device_id
+  )
+  select device_id from ok`;
+
 export class Store {
   constructor(
     readonly db: Executor,
     readonly dialect: SqlDialect,
     readonly cache?: MetadataCache,
+    /** Outside transactions on PostgreSQL: named prepared statements, for the hottest single statements. */
+    private readonly prepared?: Database['preparedQuery'],
   ) {}
 
   /**
@@ -613,6 +681,20 @@ export class Store {
       where e.namespace = ${namespace} and e.device_id = v.device_id and e.serial = v.serial`.execute(this.db);
   }
 
+  /**
+   * PostgreSQL, outside transactions: one statement (one round trip, committed on its own) that writes the
+   * reports of the devices whose ECU rows still hold what was expected (SWAP_SQL). Answers the devices written;
+   * the others are for the caller to write the careful way.
+   */
+  async swapEcuReports(namespace: string, rows: readonly EcuReportSwap[]): Promise<Set<string>> {
+    if (!this.prepared) throw new Error('swapEcuReports runs on PostgreSQL, outside a transaction');
+    if (rows.length === 0) return new Set();
+    // One array per column: the statement's text does not depend on the batch, so it is prepared once per connection.
+    const columns = SWAP_COLUMNS.map(([field]) => rows.map((r) => r[field]));
+    const answer = await this.prepared<{ device_id: string }>('uptide_swap_ecu_reports_v1', SWAP_SQL, [namespace, ...columns]);
+    return new Set(answer.map((r) => r.device_id));
+  }
+
   async deleteEcus(namespace: string, deviceId: string): Promise<void> {
     await this.db.deleteFrom('ecus').where('namespace', '=', namespace).where('device_id', '=', deviceId).execute();
   }
@@ -908,7 +990,7 @@ export class Storage {
     readonly database: Database,
     readonly cache?: MetadataCache,
   ) {
-    this.store = new Store(database.db, database.dialect, cache);
+    this.store = new Store(database.db, database.dialect, cache, database.preparedQuery);
   }
 
   /** On PostgreSQL, listens for other instances' invalidations (the cache is local otherwise). */
