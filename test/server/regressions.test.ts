@@ -227,9 +227,10 @@ describe('regressions on sqlite', () => {
     const dir = mkdtempSync(join(tmpdir(), 'uptide-blobs-'));
     const store = new FileBlobStore(dir);
     for (let i = 0; i < 20; i++) {
-      const failing = (async function* (): AsyncGenerator<Uint8Array> {
-        throw new Error('Premature close');
-      })();
+      // A source that fails on its first read, before the store's file has finished opening.
+      const failing: AsyncIterable<Uint8Array> = {
+        [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new Error('Premature close')) }),
+      };
       await expect(store.put(failing)).rejects.toThrow('Premature close');
     }
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
